@@ -1,0 +1,1 @@
+"""Model registry (timm-style): ``create_model(name, num_classes, in_chans=1, ...)``."""
