@@ -1,0 +1,361 @@
+"""The router's journal: SQLite (WAL, ``synchronous=FULL``) recording every instance and delivery.
+
+Instance states: ``received`` (spooled, acknowledged) -> ``classified`` (decided; deliveries
+queued) -> ``done`` (every delivery sent; spool file removed). Delivery states, one row per
+(SOPInstanceUID, destination): ``queued`` -> ``sending`` -> ``sent``, or ``dead`` after too
+many failures; ``sending`` rows found after a crash become ``uncertain`` until the destination
+has been asked whether it holds them. The primary key is the deduplication: a destination
+gets each SOP instance once, and a duplicate received after delivery is not sent again
+(unless ``resend_duplicates``).
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    id INTEGER PRIMARY KEY,
+    sop_instance_uid TEXT NOT NULL,
+    series_instance_uid TEXT,
+    sop_class_uid TEXT,
+    transfer_syntax TEXT,
+    spool_path TEXT NOT NULL,
+    source TEXT,
+    patient_hash TEXT,
+    tags TEXT NOT NULL,
+    state TEXT NOT NULL,
+    prediction TEXT,
+    rule TEXT,
+    disagreement TEXT,
+    received_at REAL NOT NULL,
+    decided_at REAL
+);
+CREATE INDEX IF NOT EXISTS instances_state ON instances(state);
+CREATE TABLE IF NOT EXISTS deliveries (
+    sop_instance_uid TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    instance_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    queued_at REAL NOT NULL,
+    sent_at REAL,
+    PRIMARY KEY (sop_instance_uid, destination)
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(destination, state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_instance ON deliveries(instance_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    destination TEXT,
+    sop_instance_uid TEXT,
+    message TEXT
+);
+"""
+
+
+@dataclass
+class InstanceRow:
+    id: int
+    sop_instance_uid: str
+    series_instance_uid: str | None
+    spool_path: str
+    tags: dict
+    prediction: dict | None
+    received_at: float
+
+
+@dataclass
+class DeliveryRow:
+    sop_instance_uid: str
+    destination: str
+    instance_id: int
+    attempts: int
+    spool_path: str
+    sop_class_uid: str | None
+    transfer_syntax: str | None
+    tags: dict
+    prediction: dict | None
+    rule: str | None
+
+
+class Journal:
+    """Thread-safe access to the journal; each write is one committed (fsync'd) transaction."""
+
+    def __init__(self, root: str | Path, readonly: bool = False):
+        self.path = Path(root) / "journal.sqlite"
+        self.lock = threading.RLock()
+        if readonly:
+            if not self.path.exists():
+                raise FileNotFoundError(self.path)
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                      check_same_thread=False, isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        self.db.execute("PRAGMA busy_timeout=10000")
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    def _tx(self, durable: bool = True):
+        return _Transaction(self, durable)
+
+    # ---- receiving ---------------------------------------------------------------------------
+    def add_instance(self, spool_path: str, tags: dict, source: str, patient_hash: str | None) -> int:
+        """Record a spooled instance (state ``received``); durable when this returns."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO instances (sop_instance_uid, series_instance_uid, sop_class_uid,"
+                " transfer_syntax, spool_path, source, patient_hash, tags, state, received_at)"
+                " VALUES (?,?,?,?,?,?,?,?,'received',?)",
+                (tags.get("SOPInstanceUID", ""), tags.get("SeriesInstanceUID"),
+                 tags.get("SOPClassUID"), tags.get("TransferSyntaxUID"), str(spool_path), source,
+                 patient_hash, json.dumps(tags), time.time()))
+            return int(cur.lastrowid)
+
+    def pending_instances(self) -> list[InstanceRow]:
+        """Instances received but not yet decided (to resume after a restart)."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT id, sop_instance_uid, series_instance_uid, spool_path, tags, prediction,"
+                " received_at FROM instances WHERE state='received' ORDER BY id").fetchall()
+        return [InstanceRow(r[0], r[1], r[2], r[3], json.loads(r[4]),
+                            json.loads(r[5]) if r[5] else None, r[6]) for r in rows]
+
+    def spool_paths(self) -> set[str]:
+        """Every spool file the journal knows (kept ``done`` ones included)."""
+        with self.lock:
+            return {r[0] for r in self.db.execute("SELECT spool_path FROM instances")}
+
+    def series_rule(self, series_instance_uid: str) -> tuple[str, dict | None] | None:
+        """The rule (and prediction) an earlier instance of this series was routed by."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT rule, prediction FROM instances WHERE series_instance_uid=? AND rule IS NOT NULL"
+                " ORDER BY id DESC LIMIT 1", (series_instance_uid,)).fetchone()
+        return (row[0], json.loads(row[1]) if row[1] else None) if row else None
+
+    # ---- deciding ----------------------------------------------------------------------------
+    def record_decisions(self, items: list[tuple[int, str, dict | None, str, list[str], dict | None]],
+                         resend_duplicates: bool = False) -> tuple[int, list[str]]:
+        """Store decisions and queue deliveries in one transaction.
+
+        ``items``: (instance id, SOPInstanceUID, prediction, rule name, destinations,
+        disagreement). Returns (deliveries queued, spool paths of instances already complete).
+        """
+        now = time.time()
+        queued = 0
+        touched: set[int] = set()
+        with self._tx(durable=False) as db:
+            for inst_id, uid, prediction, rule, destinations, disagreement in items:
+                db.execute(
+                    "UPDATE instances SET state='classified', prediction=?, rule=?, disagreement=?,"
+                    " decided_at=? WHERE id=?",
+                    (json.dumps(prediction) if prediction is not None else None, rule,
+                     json.dumps(disagreement) if disagreement else None, now, inst_id))
+                touched.add(inst_id)
+                for dest in destinations:
+                    old = db.execute("SELECT instance_id, state FROM deliveries WHERE"
+                                     " sop_instance_uid=? AND destination=?", (uid, dest)).fetchone()
+                    if old is None:
+                        db.execute("INSERT INTO deliveries (sop_instance_uid, destination,"
+                                   " instance_id, state, next_attempt_at, queued_at)"
+                                   " VALUES (?,?,?,'queued',?,?)", (uid, dest, inst_id, now, now))
+                        queued += 1
+                        continue
+                    old_id, state = old
+                    if state in ("queued", "dead") or (state == "sent" and resend_duplicates):
+                        db.execute("UPDATE deliveries SET instance_id=?, state='queued', attempts=0,"
+                                   " next_attempt_at=?, last_error=NULL WHERE sop_instance_uid=?"
+                                   " AND destination=?", (inst_id, now, uid, dest))
+                        touched.add(old_id)
+                        queued += 1
+                    else:  # sent (or in flight): this destination already has the instance
+                        db.execute("INSERT INTO events (at, kind, destination, sop_instance_uid,"
+                                   " message) VALUES (?,?,?,?,?)",
+                                   (now, "duplicate", dest, uid, f"already {state}; not sent again"))
+            done = self._finish(db, touched)
+        return queued, done
+
+    @staticmethod
+    def _finish(db: sqlite3.Connection, ids: set[int]) -> list[str]:
+        """Mark instances with nothing left to deliver ``done``; return their spool paths."""
+        paths = []
+        for inst_id in ids:
+            row = db.execute(
+                "SELECT spool_path FROM instances WHERE id=? AND state='classified' AND NOT EXISTS"
+                " (SELECT 1 FROM deliveries WHERE instance_id=? AND state != 'sent')",
+                (inst_id, inst_id)).fetchone()
+            if row:
+                db.execute("UPDATE instances SET state='done' WHERE id=?", (inst_id,))
+                paths.append(row[0])
+        return paths
+
+    # ---- delivering --------------------------------------------------------------------------
+    def reset_in_flight(self) -> int:
+        """After a crash, deliveries left ``sending`` may or may not have arrived: mark them
+        ``uncertain`` (each worker asks its destination before sending them again)."""
+        with self._tx() as db:
+            return db.execute("UPDATE deliveries SET state='uncertain' WHERE state='sending'").rowcount
+
+    def uncertain(self, destination: str) -> list[DeliveryRow]:
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT d.sop_instance_uid, d.destination, d.instance_id, d.attempts, i.spool_path,"
+                " i.sop_class_uid, i.transfer_syntax, i.tags, i.prediction, i.rule"
+                " FROM deliveries d JOIN instances i ON i.id = d.instance_id"
+                " WHERE d.destination=? AND d.state='uncertain'", (destination,)).fetchall()
+        return [DeliveryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
+                            json.loads(r[8]) if r[8] else None, r[9]) for r in rows]
+
+    def resolve_uncertain(self, destination: str, present: list[DeliveryRow],
+                          absent: list[DeliveryRow]) -> list[str]:
+        """``present`` (the destination has them) -> ``sent``; ``absent`` -> ``queued``."""
+        now = time.time()
+        with self._tx() as db:
+            db.executemany("UPDATE deliveries SET state='sent', sent_at=?, last_error=NULL"
+                           " WHERE sop_instance_uid=? AND destination=?",
+                           [(now, r.sop_instance_uid, destination) for r in present])
+            db.executemany("UPDATE deliveries SET state='queued' WHERE sop_instance_uid=? AND"
+                           " destination=?", [(r.sop_instance_uid, destination) for r in absent])
+            return self._finish(db, {r.instance_id for r in present})
+
+    def claim(self, destination: str, limit: int) -> list[DeliveryRow]:
+        """Take up to ``limit`` due deliveries for ``destination`` (state -> ``sending``)."""
+        now = time.time()
+        with self._tx(durable=False) as db:
+            rows = db.execute(
+                "SELECT d.sop_instance_uid, d.destination, d.instance_id, d.attempts, i.spool_path,"
+                " i.sop_class_uid, i.transfer_syntax, i.tags, i.prediction, i.rule"
+                " FROM deliveries d JOIN instances i ON i.id = d.instance_id"
+                " WHERE d.destination=? AND d.state='queued' AND d.next_attempt_at <= ?"
+                " ORDER BY d.next_attempt_at, d.queued_at LIMIT ?", (destination, now, limit)).fetchall()
+            db.executemany("UPDATE deliveries SET state='sending' WHERE sop_instance_uid=?"
+                           " AND destination=?", [(r[0], destination) for r in rows])
+        return [DeliveryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
+                            json.loads(r[8]) if r[8] else None, r[9]) for r in rows]
+
+    def next_due(self, destination: str) -> float | None:
+        with self.lock:
+            row = self.db.execute("SELECT MIN(next_attempt_at) FROM deliveries WHERE destination=?"
+                                  " AND state='queued'", (destination,)).fetchone()
+        return row[0]
+
+    def complete(self, destination: str, sent: list[DeliveryRow],
+                 failed: list[tuple[DeliveryRow, str, float | None]],
+                 released: list[DeliveryRow] = ()) -> list[str]:
+        """Record a batch's outcome in one transaction.
+
+        ``failed``: (row, error, next attempt time or ``None`` = dead-letter). ``released``:
+        rows back to ``queued`` without counting an attempt (destination unavailable).
+        Returns spool paths of instances now fully delivered.
+        """
+        now = time.time()
+        with self._tx() as db:
+            db.executemany("UPDATE deliveries SET state='sent', sent_at=?, attempts=attempts+1,"
+                           " last_error=NULL WHERE sop_instance_uid=? AND destination=?",
+                           [(now, r.sop_instance_uid, destination) for r in sent])
+            for row, error, next_at in failed:
+                dead = next_at is None
+                db.execute("UPDATE deliveries SET state=?, attempts=attempts+1, last_error=?,"
+                           " next_attempt_at=? WHERE sop_instance_uid=? AND destination=?",
+                           ("dead" if dead else "queued", error, next_at or now,
+                            row.sop_instance_uid, destination))
+                db.execute("INSERT INTO events (at, kind, destination, sop_instance_uid, message)"
+                           " VALUES (?,?,?,?,?)", (now, "dead" if dead else "retry", destination,
+                                                   row.sop_instance_uid, error))
+            db.executemany("UPDATE deliveries SET state='queued' WHERE sop_instance_uid=? AND"
+                           " destination=?", [(r.sop_instance_uid, destination) for r in released])
+            return self._finish(db, {r.instance_id for r in sent})
+
+    def prune(self, older_than_seconds: float) -> int:
+        """Forget finished work older than that: ``done`` instances, their ``sent`` deliveries
+        (after which a re-sent duplicate would be delivered again) and old events."""
+        cutoff = time.time() - older_than_seconds
+        with self._tx(durable=False) as db:
+            n = db.execute("DELETE FROM deliveries WHERE state='sent' AND sent_at < ? AND instance_id IN"
+                           " (SELECT id FROM instances WHERE state='done')", (cutoff,)).rowcount
+            db.execute("DELETE FROM instances WHERE state='done' AND received_at < ? AND NOT EXISTS"
+                       " (SELECT 1 FROM deliveries WHERE instance_id = instances.id)", (cutoff,))
+            db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
+        return n
+
+    def add_event(self, kind: str, message: str, destination: str | None = None,
+                  sop_instance_uid: str | None = None) -> None:
+        with self._tx(durable=False) as db:
+            db.execute("INSERT INTO events (at, kind, destination, sop_instance_uid, message)"
+                       " VALUES (?,?,?,?,?)", (time.time(), kind, destination, sop_instance_uid,
+                                               message))
+
+    # ---- reporting ---------------------------------------------------------------------------
+    def status(self, recent: int = 10) -> dict:
+        """Counts per instance state and per destination and delivery state, recent errors."""
+        with self.lock:
+            inst = dict(self.db.execute("SELECT state, COUNT(*) FROM instances GROUP BY state"))
+            dests: dict[str, dict[str, int]] = {}
+            for dest, state, n in self.db.execute(
+                    "SELECT destination, state, COUNT(*) FROM deliveries GROUP BY destination, state"):
+                dests.setdefault(dest, {})[state] = n
+            disagreements = self.db.execute(
+                "SELECT COUNT(*) FROM instances WHERE disagreement IS NOT NULL").fetchone()[0]
+            errors = [
+                {"at": at, "kind": kind, "destination": dest, "sop_instance_uid": uid, "message": msg}
+                for at, kind, dest, uid, msg in self.db.execute(
+                    "SELECT at, kind, destination, sop_instance_uid, message FROM events"
+                    " WHERE kind != 'duplicate' ORDER BY id DESC LIMIT ?", (recent,))]
+        return {"instances": inst, "deliveries": dests, "disagreements": disagreements,
+                "recent_errors": errors}
+
+    def deliveries_of(self, sop_instance_uid: str) -> dict[str, str]:
+        with self.lock:
+            return dict(self.db.execute("SELECT destination, state FROM deliveries WHERE"
+                                        " sop_instance_uid=?", (sop_instance_uid,)))
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the journal lock (rollback on error).
+
+    ``durable=False`` commits without an fsync (``synchronous=NORMAL``, WAL): for changes a
+    crash may lose because the restart redoes them (a decision, a claim). The WAL is
+    sequential, so the next durable commit's fsync makes them durable too.
+    """
+
+    def __init__(self, journal: Journal, durable: bool = True):
+        self.journal = journal
+        self.durable = durable
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.journal.lock.acquire()
+        try:
+            if not self.durable:
+                self.journal.db.execute("PRAGMA synchronous=NORMAL")
+            self.journal.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._restore()
+            raise
+        return self.journal.db
+
+    def _restore(self) -> None:
+        try:
+            if not self.durable:
+                self.journal.db.execute("PRAGMA synchronous=FULL")
+        finally:
+            self.journal.lock.release()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.journal.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._restore()
