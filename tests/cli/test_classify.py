@@ -12,28 +12,12 @@ from typer.testing import CliRunner
 
 from radroute.cli import app
 from radroute.models.package import bundled_names
-from tests.inference.tiny import make_tiny_package
 
 RECORD_FIELDS = {"path", "frame", "sop_instance_uid", "series_instance_uid", "model",
                  "model_version", "predictions", "abstained", "body_part", "error"}
 BUNDLED = {"ct-organ", "ct-mr-region", "chest-view"}
 need_bundled = pytest.mark.skipif(not BUNDLED <= set(bundled_names()),
                                   reason="bundled models not trained yet (scripts/train_bundled.py)")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("pkg") / "tiny"
-    make_tiny_package(path)
-    return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _onnx_cache(tmp_path_factory):
-    """Exported graphs go to a temporary cache, never to the user's ~/.cache."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RADROUTE_CACHE", str(tmp_path_factory.mktemp("radroute-cache")))
-        yield
 
 
 @pytest.fixture()
@@ -61,9 +45,9 @@ def jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_jsonl_contract_and_errors(tiny, inputs, tmp_path):
+def test_jsonl_contract_and_errors(tiny_package, inputs, tmp_path):
     out = tmp_path / "out.jsonl"
-    result = run("classify", inputs, "--model", tiny, "--format", "jsonl", "--out", out, "--workers", "2")
+    result = run("classify", inputs, "--model", tiny_package, "--format", "jsonl", "--out", out, "--workers", "2")
     records = jsonl(out)
     assert all(set(r) == RECORD_FIELDS for r in records)
     paths = {r["path"] for r in records}
@@ -76,31 +60,31 @@ def test_jsonl_contract_and_errors(tiny, inputs, tmp_path):
     assert "images/s" in result.stderr and "2 errors" in result.stderr
 
 
-def test_csv_rows_per_task_and_table(tiny, inputs, tmp_path):
+def test_csv_rows_per_task_and_table(tiny_package, inputs, tmp_path):
     out = tmp_path / "out.csv"
-    run("classify", inputs / "CT1_UNC.dcm", inputs / "garbage.dcm", "--model", tiny,
+    run("classify", inputs / "CT1_UNC.dcm", inputs / "garbage.dcm", "--model", tiny_package,
         "--format", "csv", "--out", out, "--workers", "0")
     rows = list(csv.DictReader(out.open()))
     assert [r["task"] for r in rows] == ["modality", "region", ""]
     assert rows[2]["error_type"] and not rows[2]["label"]
-    table = run("classify", inputs / "CT1_UNC.dcm", "--model", tiny, "--workers", "0").stdout
+    table = run("classify", inputs / "CT1_UNC.dcm", "--model", tiny_package, "--workers", "0").stdout
     assert "CT1_UNC.dcm" in table and "modality=" in table and "region=" in table
 
 
-def test_threshold_option(tiny, inputs, tmp_path):
+def test_threshold_option(tiny_package, inputs, tmp_path):
     out = tmp_path / "t.jsonl"
-    run("classify", inputs / "MR1_UNC.dcm", "--model", tiny, "-f", "jsonl", "-o", out, "--threshold", "1.01")
+    run("classify", inputs / "MR1_UNC.dcm", "--model", tiny_package, "-f", "jsonl", "-o", out, "--threshold", "1.01")
     rec = jsonl(out)[0]
     assert rec["abstained"] is True and rec["body_part"] is None
 
 
-def test_resume_skips_done_inputs(tiny, inputs, tmp_path):
+def test_resume_skips_done_inputs(tiny_package, inputs, tmp_path):
     out = tmp_path / "resume.jsonl"
     first = [inputs / "CT1_UNC.dcm", inputs / "MR1_UNC.dcm"]
-    run("classify", *first, "--model", tiny, "-f", "jsonl", "-o", out, "--workers", "0")
+    run("classify", *first, "--model", tiny_package, "-f", "jsonl", "-o", out, "--workers", "0")
     with out.open("a") as f:
         f.write('{"path": "half a line')  # a run killed mid-write
-    result = run("classify", inputs, "--model", tiny, "-f", "jsonl", "-o", out, "--resume", "--workers", "0")
+    result = run("classify", inputs, "--model", tiny_package, "-f", "jsonl", "-o", out, "--resume", "--workers", "0")
     records = jsonl(out)  # the partial line is gone: every line parses
     counts: dict[str, int] = {}
     for r in records:
@@ -108,32 +92,32 @@ def test_resume_skips_done_inputs(tiny, inputs, tmp_path):
             counts[r["path"]] = counts.get(r["path"], 0) + 1
     assert len(counts) == 7 and set(counts.values()) == {1}  # nothing twice
     assert "2 inputs skipped" in result.stderr
-    again = run("classify", inputs, "--model", tiny, "-f", "jsonl", "-o", out, "--resume")
+    again = run("classify", inputs, "--model", tiny_package, "-f", "jsonl", "-o", out, "--resume")
     assert len(jsonl(out)) == len(records) and "classified 0 images" in again.stderr
 
 
-def test_resume_csv(tiny, inputs, tmp_path):
+def test_resume_csv(tiny_package, inputs, tmp_path):
     out = tmp_path / "resume.csv"
-    run("classify", inputs / "CT1_UNC.dcm", "--model", tiny, "-f", "csv", "-o", out)
-    run("classify", inputs / "CT1_UNC.dcm", inputs / "MR1_UNC.dcm", "--model", tiny, "-f", "csv",
+    run("classify", inputs / "CT1_UNC.dcm", "--model", tiny_package, "-f", "csv", "-o", out)
+    run("classify", inputs / "CT1_UNC.dcm", inputs / "MR1_UNC.dcm", "--model", tiny_package, "-f", "csv",
         "-o", out, "--resume")
     rows = list(csv.DictReader(out.open()))
     assert [Path(r["path"]).name for r in rows] == ["CT1_UNC.dcm"] * 2 + ["MR1_UNC.dcm"] * 2
 
 
-def test_nifti_slice_option(tiny, data_dir, tmp_path):
+def test_nifti_slice_option(tiny_package, data_dir, tmp_path):
     volume = data_dir / "totalseg_ct/volumes/example_ct_sm.nii.gz"
     out = tmp_path / "n.jsonl"
-    run("classify", volume, "--model", tiny, "-f", "jsonl", "-o", out, "--slice", "4")
+    run("classify", volume, "--model", tiny_package, "-f", "jsonl", "-o", out, "--slice", "4")
     records = jsonl(out)
     assert len(records) == 1 and records[0]["frame"] == 4 and records[0]["error"] is None
 
 
-def test_export_and_onnx_backend(tiny, inputs, tmp_path):
-    onnx_file = tmp_path / "tiny.onnx"
-    assert "matches PyTorch" in run("export", tiny, "--onnx", onnx_file).stdout
+def test_export_and_onnx_backend(tiny_package, inputs, tmp_path):
+    onnx_file = tmp_path / "tiny_package.onnx"
+    assert "matches PyTorch" in run("export", tiny_package, "--onnx", onnx_file).stdout
     by_torch, by_onnx = tmp_path / "t.jsonl", tmp_path / "o.jsonl"
-    run("classify", inputs / "CT1_UNC.dcm", "--model", tiny, "--backend", "torch", "-f", "jsonl", "-o", by_torch)
+    run("classify", inputs / "CT1_UNC.dcm", "--model", tiny_package, "--backend", "torch", "-f", "jsonl", "-o", by_torch)
     run("classify", inputs / "CT1_UNC.dcm", "--model", onnx_file, "-f", "jsonl", "-o", by_onnx)
     a, b = jsonl(by_torch)[0], jsonl(by_onnx)[0]
     assert a["model_version"] == b["model_version"]

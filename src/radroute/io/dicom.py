@@ -22,10 +22,10 @@ from pydicom.uid import (
 )
 
 from radroute.errors import (
-    CorruptPixelDataError, NoPixelDataError, NotDicomError, RadrouteError, TooLargeError,
+    CorruptPixelDataError, NoPixelDataError, NotDicomError, TooLargeError,
     UnreadableError, UnsupportedTransferSyntaxError,
 )
-from radroute.io.files import sniff_format
+from radroute.io.files import check_file
 
 #: Memory guard: the most bytes a decoded pixel array may take (``RADROUTE_MAX_DECODED_BYTES``).
 MAX_DECODED_BYTES: int = int(os.environ.get("RADROUTE_MAX_DECODED_BYTES", 4 * 1024**3))
@@ -49,13 +49,7 @@ J2K_REDUCE_MIN_RATIO = 2.0
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise RadrouteError("no such file", path, code="not_found")
-    if path.is_dir():
-        raise UnreadableError("is a folder, not a file", path)
-    if path.stat().st_size == 0:
-        raise UnreadableError("empty file (0 bytes)", path)
-    if sniff_format(path) != "dicom":
+    if check_file(path) != "dicom":
         raise NotDicomError("no DICM magic and no DICOM tags at the start of the file", path)
 
 

@@ -14,6 +14,17 @@ IMAGE_SUFFIXES = (".dcm", ".dicom", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".t
 _NO_META_STARTS = (b"\x08\x00", b"\x00\x08", b"\x02\x00", b"\x00\x02", b"\x10\x00", b"\x18\x00", b"\x28\x00")
 
 
+def check_file(path: Path, folder_hint: str = "is a folder, not a file") -> str | None:
+    """Raise the typed error for a missing, folder or empty ``path``; else its sniffed format."""
+    if not path.exists():
+        raise RadrouteError("no such file", path, code="not_found")
+    if path.is_dir():
+        raise UnreadableError(folder_hint, path)
+    if path.stat().st_size == 0:
+        raise UnreadableError("empty file (0 bytes)", path)
+    return sniff_format(path)
+
+
 def sniff_format(path: str | Path) -> str | None:
     """The file's format: ``dicom``, ``png``, ``jpeg``, ``tiff``, ``nifti`` or ``None`` if unknown.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from radroute.errors import NotAVolumeError, NotDicomError, RadrouteError, UnreadableError
 from radroute.io.dicom import check_size, decode_frame, j2k_reduce_level, number_of_frames, read_dataset
-from radroute.io.files import NIFTI_SUFFIXES, sniff_format
+from radroute.io.files import NIFTI_SUFFIXES, check_file
 from radroute.io.images import image_metadata, iter_image_file
 from radroute.io.metadata import metadata_from_dataset
 from radroute.io.nifti import nifti_metadata, read_nifti
@@ -22,13 +22,7 @@ Frames = str | int | Iterable[int]
 
 
 def _format(path: Path) -> str:
-    if not path.exists():
-        raise RadrouteError("no such file", path, code="not_found")
-    if path.is_dir():
-        raise UnreadableError("is a folder; use read_volume for a DICOM series", path)
-    if path.stat().st_size == 0:
-        raise UnreadableError("empty file (0 bytes)", path)
-    fmt = sniff_format(path)
+    fmt = check_file(path, "is a folder; use read_volume for a DICOM series")
     if fmt is None:
         raise NotDicomError("not DICOM, PNG, JPEG, TIFF or NIfTI", path)
     return fmt
