@@ -1,14 +1,26 @@
-"""The ``radroute`` command: one Typer app, one module per sub-command."""
+"""The ``radroute`` command: a thin shell over the library, one module per sub-command.
+
+Command modules define plain functions and never import this module; the app is assembled here
+from :data:`COMMANDS` (as pynetdicom's apps are thin shells over pynetdicom).
+"""
 from __future__ import annotations
 
-import importlib
 import os
 
-# python-gdcm breaks `import pydicom` when a folder named `dl` is on sys.path; nothing to do here,
-# but keep imports lazy so `radroute --help` stays fast.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import typer
+import typer  # noqa: E402
+
+from radroute.cli import (  # noqa: E402
+    classify, evaluate, examples, export, inspect, models, profile, serve, train,
+)
+
+#: (module, function) of every sub-command, in ``radroute --help`` order.
+COMMANDS = [
+    (inspect, "inspect"), (examples, "examples"), (classify, "classify"), (export, "export"),
+    (models, "models"), (serve, "serve"), (serve, "route"), (serve, "status"),
+    (evaluate, "evaluate"), (evaluate, "robustness"), (train, "train"), (profile, "profile"),
+]
 
 app = typer.Typer(
     name="radroute",
@@ -17,50 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-
-def command_line(ctx: typer.Context) -> str:
-    """The running command as a user could type it again: ``radroute CMD`` + the options given.
-
-    Rebuilt from the parsed parameters (not ``sys.argv``, which is pytest's or torchrun's when the
-    command is invoked from there), keeping only those given on the command line.
-    """
-    import shlex
-
-    parts = ["radroute", ctx.info_name or ""]
-    for param in ctx.command.params:
-        source = ctx.get_parameter_source(param.name)
-        if source is None or source.name != "COMMANDLINE":
-            continue
-        value = ctx.params[param.name]
-        values = list(value) if isinstance(value, (list, tuple)) else [value]
-        if param.param_type_name == "argument":
-            parts += [str(v) for v in values]
-            continue
-        opt = max(param.opts, key=len)
-        if getattr(param, "is_flag", False) and isinstance(value, bool):
-            parts.append(opt if value else max(param.secondary_opts or [opt], key=len))
-        else:
-            for v in values:
-                parts += [opt, str(v)]
-    return " ".join(shlex.quote(p) for p in parts)
-
-
-#: sub-command modules; each defines its command(s) on ``app`` at import time.
-COMMAND_MODULES = [
-    "inspect",
-    "examples",
-    "classify",
-    "export",
-    "models",
-    "serve",
-    "evaluate",
-    "train",
-    "profile",
-]
-
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"radroute.cli.{_name}")
+for _module, _name in COMMANDS:
+    app.command(_name)(getattr(_module, _name))
 
 
 def main() -> None:  # console-script entry point

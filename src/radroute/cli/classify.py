@@ -11,7 +11,6 @@ from typing import IO, Optional
 
 import typer
 
-from radroute.cli import app
 
 FORMATS = ("table", "csv", "jsonl")
 CSV_FIELDS = ["path", "frame", "sop_instance_uid", "series_instance_uid", "model", "model_version",
@@ -133,7 +132,6 @@ def run_units(units, predictors: dict, batch_size: int) -> list[list[dict]]:
 
 
 # ---- the command ---------------------------------------------------------
-@app.command()
 def classify(
     paths: list[Path] = typer.Argument(..., help="Files or folders (searched recursively)."),
     model: Optional[str] = typer.Option(

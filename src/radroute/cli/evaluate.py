@@ -16,7 +16,7 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
-from radroute.cli import app, command_line
+from radroute.cli._common import command_line
 
 SPLIT_HELP = "split to evaluate: train, val, test, or 'all' for every sample"
 
@@ -148,7 +148,6 @@ THREADS = typer.Option(None, "--threads", help="torch / ONNX Runtime threads")
 SEED = typer.Option(0, "--seed", help="seed of the bootstrap, subsets and t-SNE")
 
 
-@app.command()
 def evaluate(
     ctx: typer.Context,
     model: str = MODEL, data: str = DATA, out: Path = OUT,
@@ -201,7 +200,6 @@ def evaluate(
     typer.echo(f"wrote {out / 'metrics.json'} and {out / 'report.md'} in {time.perf_counter() - t0:.1f} s")
 
 
-@app.command()
 def robustness(
     ctx: typer.Context,
     model: str = MODEL, data: str = DATA, out: Path = OUT,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import typer
 
-from radroute.cli import app
 
 #: pydicom's bundled test files used as out-of-the-box examples: a CT, an MR, a JPEG 2000 CT,
 #: an ultrasound-like palette image, and an RT plan that has no pixel data (shows a typed error).
@@ -22,7 +21,6 @@ def example_paths() -> list[str]:
     return paths
 
 
-@app.command()
 def examples() -> None:
     """Print the paths of example DICOM files bundled with pydicom, one per line."""
     for path in example_paths():

@@ -5,10 +5,8 @@ from pathlib import Path
 
 import typer
 
-from radroute.cli import app
 
 
-@app.command()
 def export(
     model: str = typer.Argument(..., help="Bundled model name or package folder."),
     onnx: Path = typer.Option(..., "--onnx", help="Write the ONNX graph here."),

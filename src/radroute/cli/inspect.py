@@ -9,7 +9,6 @@ from typing import Annotated
 
 import typer
 
-from radroute.cli import app
 
 #: Fields every JSON record has (null when unknown), in output order.
 RECORD_FIELDS = [
@@ -78,7 +77,6 @@ def _table(records: list[dict]):
     return table
 
 
-@app.command()
 def inspect(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")],
     format: Annotated[str, typer.Option("--format", "-f", help="table or jsonl")] = "table",

@@ -5,7 +5,6 @@ import json
 
 import typer
 
-from radroute.cli import app
 
 
 def model_summary(name: str) -> dict:
@@ -30,7 +29,6 @@ def model_summary(name: str) -> dict:
     }
 
 
-@app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """List the bundled models: tasks, classes, size, version and validation metrics."""
     from rich.console import Console

@@ -8,10 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from radroute.cli import app
 
 
-@app.command()
 def profile(
     volume: Annotated[Path, typer.Argument(help="A NIfTI file or a DICOM series folder (CT).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: profile.csv, summary.json, profile.png.")],

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from radroute.cli import app
 from radroute.errors import RadrouteError, error_dict
 
 
@@ -34,7 +32,6 @@ def _expand(paths: list[Path]) -> list[Path]:
     return files
 
 
-@app.command()
 def serve(
     config: Path = typer.Option(..., "--config", "-c", help="router.toml"),
     log_file: Optional[Path] = typer.Option(None, help="write JSON logs here (default stderr)"),
@@ -57,7 +54,6 @@ def serve(
         raise typer.Exit(2)
 
 
-@app.command()
 def route(
     paths: list[Path] = typer.Argument(..., help="DICOM files or folders"),
     config: Path = typer.Option(..., "--config", "-c", help="router.toml"),
@@ -119,7 +115,6 @@ def _print_plan(rows: list[dict]) -> None:
     Console().print(table)
 
 
-@app.command()
 def status(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="router.toml"),
     spool: Optional[Path] = typer.Option(None, help="the spool folder (instead of --config)"),
@@ -163,6 +158,3 @@ def status(
                          e["destination"] or "", e["sop_instance_uid"] or "", e["message"] or "")
         console.print(errs)
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())

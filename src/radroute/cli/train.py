@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from radroute.cli import app, command_line
+from radroute.cli._common import command_line
 
 
 def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
@@ -76,7 +76,6 @@ def _backbone_package(backbone: str | None):
         return None
 
 
-@app.command()
 def train(
     ctx: typer.Context,
     data: str = typer.Option(..., "--data", "-d", help="dataset: folder per class, CSV manifest, MedMNIST "
