@@ -68,7 +68,7 @@ def pydicom_baseline(paths: list[Path]) -> float:
 def end_to_end(predictor, paths: list[Path], workers: int, batch_size: int) -> float:
     start = time.perf_counter()
     n = sum(1 for r in predictor.iter_predict(paths, workers=workers, batch_size=batch_size)
-            if r["error"] is None)
+            if r.error is None)
     return rate(n, time.perf_counter() - start)
 
 

@@ -66,7 +66,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from radroute.inference import load_model
-    from radroute.inference.profile import profile_volume, write_profile
+    from radroute.inference.profile import profile_volume
+    from radroute.inference.profile_plot import write_profile
     from radroute.io import read_volume
     from radroute.io.windowing import window_array
 

@@ -65,7 +65,7 @@ def test_load_and_classify_with_the_network_blocked(dicom_zoo):
         for name in {NAMES!r}:
             for backend in ("torch", "onnx"):
                 rec = radroute.load_model(name, backend=backend).predict({str(dicom_zoo / 'files/wg04/CT1_UNC.dcm')!r})[0]
-                assert rec["error"] is None and rec["model"] == name, rec
+                assert rec.error is None and rec.model == name, rec
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
@@ -83,10 +83,10 @@ def test_ct_mr_region_modality_on_dicom(dicom_zoo):
     paths = [dicom_zoo / "files" / f for files in CT_MR.values() for f in files]
     truth = [m for m, files in CT_MR.items() for _ in files]
     records = predictor.predict(paths)
-    got = [r["predictions"]["modality"]["label"] for r in records]
+    got = [r.task("modality").label for r in records]
     wrong = {p.name for p, t, g in zip(paths, truth, got) if t != g}
     assert wrong <= KNOWN_MISSES, f"modality wrong on {sorted(wrong)}"
-    regions = {p.name: r["predictions"]["region"]["label"] for p, r in zip(paths, records)}
+    regions = {p.name: r.task("region").label for p, r in zip(paths, records)}
     assert regions["CT2_UNC.dcm"] == regions["MR1_UNC.dcm"] == regions["GH064_mr_head_survey.dcm"] == "head"
     assert regions["CT1_UNC.dcm"] == "thorax"
 
@@ -95,8 +95,8 @@ def test_chest_view_on_cr_chests(dicom_zoo):
     predictor = load_model("chest-view")
     records = predictor.predict([dicom_zoo / "files/wg04/RG1_J2KI.dcm",
                                  dicom_zoo / "files/fo-dicom/CR-MONO1-10-chest.dcm"])
-    assert [r["predictions"]["view"]["label"] for r in records] == ["frontal", "frontal"]
-    assert all(r["body_part"] in ("chest", None) for r in records)
+    assert [r.task("view").label for r in records] == ["frontal", "frontal"]
+    assert all(r.body_part in ("chest", None) for r in records)
 
 
 def test_ct_organ_on_organamnist_val(data_dir):
@@ -114,5 +114,5 @@ def test_backends_agree(name, dicom_zoo):
     a = load_model(name, backend="torch").predict(paths)
     b = load_model(name, backend="onnx").predict(paths)
     for ra, rb in zip(a, b):
-        for task, pred in ra["predictions"].items():
-            assert pred["probabilities"] == pytest.approx(rb["predictions"][task]["probabilities"], abs=1e-4)
+        for task, pred in ra.predictions.items():
+            assert pred.probabilities == pytest.approx(rb.task(task).probabilities, abs=1e-4)

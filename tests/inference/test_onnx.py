@@ -45,13 +45,13 @@ def test_onnx_file_classifies_alone(exported, tiny_package, dicom_zoo):
              dicom_zoo / "files/pydicom-data/emri_small_jpeg_ls_lossless.dcm"]
     by_torch = load_model(tiny_package, backend="torch").predict(paths)
     by_file = load_model(exported).predict(paths)
-    assert by_file[0]["model"] == by_torch[0]["model"]
-    assert by_file[0]["model_version"] == by_torch[0]["model_version"]
+    assert by_file[0].model == by_torch[0].model
+    assert by_file[0].model_version == by_torch[0].model_version
     assert len(by_file) == len(by_torch) == 12
     for a, b in zip(by_torch, by_file):
-        assert (a["path"], a["frame"]) == (b["path"], b["frame"])
-        for task in a["predictions"]:
-            pa, pb = a["predictions"][task]["probabilities"], b["predictions"][task]["probabilities"]
+        assert (a.path, a.frame) == (b.path, b.frame)
+        for task in a.predictions:
+            pa, pb = a.task(task).probabilities, b.task(task).probabilities
             assert np.allclose(list(pa.values()), list(pb.values()), atol=1e-4)
 
 
@@ -62,7 +62,7 @@ def test_package_onnx_backend_exports_once_to_the_cache(tiny_package, exported):
     assert exported.name == f"tiny-{package.version}.onnx"
     predictor = load_model(tiny_package, backend="onnx")
     assert predictor.backend == "onnx"
-    assert predictor.predict(get_testdata_file("MR_small.dcm"))[0]["predictions"]
+    assert predictor.predict(get_testdata_file("MR_small.dcm"))[0].predictions
 
 
 def test_export_refuses_a_mismatch(tiny_package, tmp_path, monkeypatch):

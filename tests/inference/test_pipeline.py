@@ -1,36 +1,15 @@
-"""Parallel decoding: order, errors, default-model choice from tags."""
+"""Parallel decoding: order, errors, reading with the chosen model's plan."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from radroute.errors import WrongModalityError
 from radroute.inference import pipeline
-from radroute.inference.pipeline import (DEFAULT_MODEL_NO_MODALITY, choose_default_model,
-                                         decode_paths)
-from radroute.io import read_header
-from radroute.io.types import Metadata
+from radroute.inference.pipeline import decode_paths
+from radroute.inference.policy import ModelPolicy
 
 PLAN = {"m": {"size": 32, "keep_aspect": True, "window": "auto", "mean": 0.5, "std": 0.25}}
-
-
-@pytest.mark.parametrize("name, expected", [
-    ("files/wg04/CT1_UNC.dcm", "ct-mr-region"),
-    ("files/wg04/MR4_UNC.dcm", "ct-mr-region"),
-    ("files/wg04/RG1_J2KI.dcm", "chest-view"),
-    ("files/fo-dicom/CR-MONO1-10-chest.dcm", "chest-view"),
-])
-def test_default_model_from_modality(dicom_zoo, name, expected):
-    assert choose_default_model(read_header(dicom_zoo / name)) == expected
-
-
-def test_default_model_without_modality_and_refusal(dicom_zoo, data_dir):
-    jpeg = read_header(data_dir / "medpix2/images/MPX1009_synpic46283.jpg")
-    assert choose_default_model(jpeg) == DEFAULT_MODEL_NO_MODALITY
-    assert choose_default_model(Metadata(format="nifti")) == DEFAULT_MODEL_NO_MODALITY
-    with pytest.raises(WrongModalityError):
-        choose_default_model(read_header(dicom_zoo / "files/wg04/US1_UNC.dcm"))
 
 
 def test_order_kept_with_workers_and_bounded_prefetch(dicom_zoo, tmp_path):
@@ -52,7 +31,7 @@ def test_choosing_reads_with_the_chosen_models_plan(dicom_zoo):
     plans = {"chest-view": {"size": 48, "window": "auto"}, "ct-mr-region": {"size": 32, "window": "soft_tissue"}}
     cr, ct, us = decode_paths([dicom_zoo / "files/fo-dicom/CR-MONO1-10-chest.dcm",
                                dicom_zoo / "files/wg04/CT1_UNC.dcm",
-                               dicom_zoo / "files/wg04/US1_UNC.dcm"], plans, choose=True)
+                               dicom_zoo / "files/wg04/US1_UNC.dcm"], plans, choose=ModelPolicy())
     assert cr.model == "chest-view" and cr.images[0].array.shape == (1, 48, 48)
     assert ct.model == "ct-mr-region" and ct.images[0].array.shape == (1, 32, 32)
     assert us.model is None and us.error["type"] == "wrong_modality"

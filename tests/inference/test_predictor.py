@@ -6,12 +6,18 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from radroute.inference import Predictor, load_model
+from radroute.inference import Prediction, Predictor, load_model
 from radroute.io import read_image
 
 RECORD_FIELDS = {"path", "frame", "sop_instance_uid", "series_instance_uid", "model",
                  "model_version", "predictions", "abstained", "body_part", "error"}
 TASK_FIELDS = {"label", "score", "probabilities", "abstained"}
+
+
+def js(records: list[Prediction]) -> list[dict]:
+    """The JSON records (what ``classify --format jsonl`` writes)."""
+    assert all(isinstance(r, Prediction) for r in records)
+    return [r.to_dict() for r in records]
 
 
 def check_record(rec: dict, predictor: Predictor) -> None:
@@ -44,7 +50,7 @@ def test_records_on_real_files(predictor, dicom_zoo, data_dir):
              dicom_zoo / "files/wg04/RG3_JPLY.dcm",                    # 12-bit JPEG: typed error
              data_dir / "medpix2/images/MPX1009_synpic46283.jpg",
              dicom_zoo / "files/does-not-exist.dcm"]
-    records = predictor.predict(paths)
+    records = js(predictor.predict(paths))
     for rec in records:
         check_record(rec, predictor)
     by_path = {}
@@ -65,7 +71,7 @@ def test_records_on_real_files(predictor, dicom_zoo, data_dir):
 
 def test_pydicom_test_files(predictor):
     ct, rtplan = get_testdata_file("CT_small.dcm"), get_testdata_file("rtplan.dcm")
-    good, bad = predictor.predict([ct, rtplan])
+    good, bad = js(predictor.predict([ct, rtplan]))
     check_record(good, predictor)
     assert good["predictions"] is not None
     assert bad["predictions"] is None and bad["error"]["type"] == "no_pixel_data"
@@ -73,8 +79,8 @@ def test_pydicom_test_files(predictor):
 
 def test_abstention_threshold(tiny_package):
     path = get_testdata_file("CT_small.dcm")
-    never = load_model(tiny_package, threshold=0.0).predict(path)[0]
-    always = load_model(tiny_package, threshold=1.01).predict(path)[0]
+    never = js(load_model(tiny_package, threshold=0.0).predict(path))[0]
+    always = js(load_model(tiny_package, threshold=1.01).predict(path))[0]
     assert never["abstained"] is False and never["body_part"] in ("head", "chest", "abdomen")
     assert always["abstained"] is True and always["body_part"] is None
     assert all(p["abstained"] for p in always["predictions"].values())
@@ -86,16 +92,16 @@ def test_calibrated_threshold_comes_from_package(tmp_path):
 
     make_tiny_package(tmp_path / "p", thresholds={"modality": 0.0, "region": 0.999})
     rec = load_model(tmp_path / "p").predict(get_testdata_file("MR_small.dcm"))[0]
-    assert rec["predictions"]["modality"]["abstained"] is False
-    assert rec["predictions"]["region"]["abstained"] is True and rec["abstained"] is True
+    assert rec.task("modality").abstained is False
+    assert rec.task("region").abstained is True and rec.abstained is True and rec.is_abstained()
 
 
 def test_images_arrays_and_paths_agree(predictor):
     path = get_testdata_file("MR_small.dcm")
     pp = predictor.preprocessing
     image = read_image(path, size=pp.size, keep_aspect=pp.keep_aspect, window=pp.window)
-    from_path, from_image, from_array, from_input = predictor.predict(
-        [path, image, image.pixels, pp.from_image(image)])
+    from_path, from_image, from_array, from_input = js(predictor.predict(
+        [path, image, image.pixels, pp.from_image(image)]))
     assert from_image["sop_instance_uid"] == from_path["sop_instance_uid"]
     assert from_array["path"] is None and from_array["sop_instance_uid"] is None
     for rec in (from_image, from_array, from_input):
@@ -105,8 +111,8 @@ def test_images_arrays_and_paths_agree(predictor):
 
 def test_worker_processes_give_the_same_records(predictor, dicom_zoo):
     paths = sorted((dicom_zoo / "files/pydicom").glob("MR_small*.dcm")) + [dicom_zoo / "nope.dcm"]
-    inline = predictor.predict(paths, batch_size=4, workers=0)
-    parallel = predictor.predict(paths * 3, batch_size=4, workers=2)
+    inline = js(predictor.predict(paths, batch_size=4, workers=0))
+    parallel = js(predictor.predict(paths * 3, batch_size=4, workers=2))
     assert [r["path"] for r in parallel] == [r["path"] for r in inline] * 3
     for a, b in zip(inline, parallel[: len(inline)]):
         assert a == b
@@ -114,12 +120,12 @@ def test_worker_processes_give_the_same_records(predictor, dicom_zoo):
 
 def test_nifti_slices(predictor, data_dir):
     volume = data_dir / "totalseg_ct/volumes/example_mr_sm.nii.gz"
-    every = predictor.predict(volume)
-    one = predictor.predict(volume, frames=3)
+    every = js(predictor.predict(volume))
+    one = js(predictor.predict(volume, frames=3))
     assert len(every) > 10 and [r["frame"] for r in every] == list(range(len(every)))
     assert len(one) == 1 and one[0]["frame"] == 3
     assert one[0]["predictions"] == every[3]["predictions"]
-    out_of_range = predictor.predict(volume, frames=10_000)
+    out_of_range = js(predictor.predict(volume, frames=10_000))
     assert out_of_range[0]["error"] is not None
 
 

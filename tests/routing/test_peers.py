@@ -78,7 +78,7 @@ def pixel_bytes(path_or_bytes) -> bytes:
 def test_storescu_to_router_to_orthanc_and_storescp(tmp_path, zoo_copies, tiny_model):
     """Every real file lands where its rule says (the same decision as ``route --dry-run``),
     pixel data byte-identical, and no patient name or ID in the logs."""
-    from radroute.routing.service import plan
+    from radroute.routing.dry_run import plan
 
     port = free_port()
     orthanc = Orthanc(tmp_path / "orthanc")

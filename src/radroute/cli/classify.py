@@ -11,6 +11,7 @@ from typing import IO, Optional
 
 import typer
 
+from radroute.inference.record import Prediction
 
 FORMATS = ("table", "csv", "jsonl")
 CSV_FIELDS = ["path", "frame", "sop_instance_uid", "series_instance_uid", "model", "model_version",
@@ -22,31 +23,31 @@ def _err(msg: str) -> None:
 
 
 # ---- output --------------------------------------------------------------
-def csv_rows(record: dict) -> Iterator[dict]:
+def csv_rows(record: Prediction) -> Iterator[dict]:
     """One CSV row per task of an image record (one row with the error for a failed input)."""
-    base = {k: record.get(k) for k in ("path", "frame", "sop_instance_uid", "series_instance_uid",
-                                       "model", "model_version", "body_part")}
-    err = record.get("error") or {}
+    base = {"path": record.path, "frame": record.frame, "sop_instance_uid": record.sop_instance_uid,
+            "series_instance_uid": record.series_instance_uid, "model": record.model,
+            "model_version": record.model_version, "body_part": record.body_part}
+    err = record.error or {}
     base.update(error_type=err.get("type"), error_message=err.get("message"))
-    if not record.get("predictions"):
+    if not record.predictions:
         yield {**base, "task": None, "label": None, "score": None, "abstained": None}
         return
-    for task, pred in record["predictions"].items():
-        yield {**base, "task": task, "label": pred["label"], "score": f"{pred['score']:.4f}",
-               "abstained": pred["abstained"]}
+    for task, pred in record.predictions.items():
+        yield {**base, "task": task, "label": pred.label, "score": f"{pred.score:.4f}",
+               "abstained": pred.abstained}
 
 
-def table_line(record: dict) -> str:
+def table_line(record: Prediction) -> str:
     """A fixed-width, human-readable line for one record."""
-    where = record["path"] or "<array>"
-    if record["frame"] is not None:
-        where += f"[{record['frame']}]"
-    if record.get("error"):
-        return f"{where}  ERROR {record['error']['type']}: {record['error']['message']}"
-    preds = "  ".join(
-        f"{task}={p['label']} ({p['score']:.2f}{', abstained' if p['abstained'] else ''})"
-        for task, p in record["predictions"].items())
-    return f"{where}  {record['model']}  {preds}  body_part={record['body_part']}"
+    where = record.path or "<array>"
+    if record.frame is not None:
+        where += f"[{record.frame}]"
+    if record.error:
+        return f"{where}  ERROR {record.error['type']}: {record.error['message']}"
+    preds = "  ".join(f"{task}={p.label} ({p.score:.2f}{', abstained' if p.abstained else ''})"
+                      for task, p in (record.predictions or {}).items())
+    return f"{where}  {record.model}  {preds}  body_part={record.body_part}"
 
 
 class Writer:
@@ -60,9 +61,9 @@ class Writer:
             if write_header:
                 self.csv.writeheader()
 
-    def write(self, record: dict) -> None:
+    def write(self, record: Prediction) -> None:
         if self.fmt == "jsonl":
-            self.stream.write(json.dumps(record) + "\n")
+            self.stream.write(json.dumps(record.to_dict()) + "\n")
         elif self.fmt == "csv":
             for row in csv_rows(record):
                 self.csv.writerow({k: ("" if v is None else v) for k, v in row.items()})
@@ -92,43 +93,6 @@ def done_paths(out: Path, fmt: str) -> set[str]:
         else:
             raise typer.BadParameter("--resume needs --format jsonl or csv")
     return done
-
-
-# ---- models --------------------------------------------------------------
-def load_predictors(model: Optional[str], backend: str, threshold: Optional[float],
-                    threads: Optional[int]) -> tuple[dict, bool]:
-    """``({key: Predictor}, choose_per_file)``; without ``--model`` the default bundled models."""
-    from radroute.inference import load_model
-    from radroute.inference.pipeline import DEFAULT_MODEL_FOR_MODALITY, DEFAULT_MODEL_NO_MODALITY
-
-    if model:
-        predictor = load_model(model, backend, threshold=threshold, threads=threads)
-        return {predictor.name: predictor}, False
-    names = sorted(set(DEFAULT_MODEL_FOR_MODALITY.values()) | {DEFAULT_MODEL_NO_MODALITY})
-    predictors = {n: load_model(n, backend, threshold=threshold, threads=threads) for n in names}
-    _err("no --model: the bundled model is chosen per file from its DICOM Modality "
-         "(CR/DX -> chest-view, CT/MR -> ct-mr-region); inputs without a Modality tag "
-         f"(PNG, JPEG, NIfTI) use the default {DEFAULT_MODEL_NO_MODALITY}; other modalities "
-         "get a wrong_modality error. The record's `model` field names the model used.")
-    return predictors, True
-
-
-def run_units(units, predictors: dict, batch_size: int) -> list[list[dict]]:
-    """Classify decoded inputs that may use different models; records per input, in order."""
-    from radroute.inference.predictor import base_record
-
-    results: list[list[dict] | None] = [None] * len(units)
-    by_model: dict[str | None, list[int]] = {}
-    for i, unit in enumerate(units):
-        by_model.setdefault(unit.model if unit.model in predictors else None, []).append(i)
-    for key, idx in by_model.items():
-        if key is None:  # failed before a model was chosen
-            for i in idx:
-                results[i] = [base_record(units[i], None, None, None)]
-            continue
-        for i, records in zip(idx, predictors[key].run_decoded([units[i] for i in idx], batch_size)):
-            results[i] = records
-    return results  # type: ignore[return-value]
 
 
 # ---- the command ---------------------------------------------------------
@@ -164,7 +128,8 @@ def classify(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from radroute.errors import RadrouteError
-    from radroute.inference.pipeline import decode_paths, default_workers
+    from radroute.inference import load_model
+    from radroute.inference.pipeline import default_workers
     from radroute.io import find_files
 
     if fmt not in FORMATS:
@@ -177,10 +142,16 @@ def classify(
     if threads is None and n_workers > 0:
         threads = 1  # the cores are busy decoding; more model threads would only contend
     try:
-        predictors, choose = load_predictors(model, backend, threshold, threads)
+        predictor = load_model(model or "auto", backend, threshold=threshold, threads=threads)
     except RadrouteError as exc:
         _err(f"error: {exc}")
         raise typer.Exit(2) from exc
+    if model is None:
+        _err(f"no --model: {predictor.policy.describe()}")
+    if threads and predictor.uses_torch:
+        import torch
+
+        torch.set_num_threads(threads)
 
     inputs = [str(p) for p in find_files(paths)]
     skipped = 0
@@ -188,7 +159,6 @@ def classify(
         done = done_paths(out, fmt)
         skipped = sum(p in done for p in inputs)
         inputs = [p for p in inputs if p not in done]
-    plans = {key: p.package.preprocessing for key, p in predictors.items()}
     frames = "all" if slice_ is None else slice_
 
     append = resume and out is not None and out.is_file() and out.stat().st_size > 0
@@ -202,26 +172,15 @@ def classify(
     try:
         with bar:
             task = bar.add_task("classify", total=len(inputs))
-            units: list = []
-            decoded = decode_paths(inputs, plans, choose=choose, frames=frames, workers=n_workers)
-
-            def flush() -> None:
-                nonlocal n_images, n_errors, n_abstained
-                for records in run_units(units, predictors, batch_size):
-                    for rec in records:
-                        writer.write(rec)
-                        n_errors += rec["error"] is not None
-                        n_images += rec["error"] is None
-                        n_abstained += bool(rec["abstained"])
-                stream.flush()
-                bar.advance(task, len(units))
-                units.clear()
-
-            for unit in decoded:
-                units.append(unit)
-                if sum(len(u.images) for u in units) >= batch_size or len(units) >= 4 * batch_size:
-                    flush()
-            flush()
+            for records in predictor.iter_inputs(inputs, batch_size=batch_size, workers=n_workers,
+                                                 frames=frames):
+                for rec in records:
+                    writer.write(rec)
+                    n_errors += rec.error is not None
+                    n_images += rec.error is None
+                    n_abstained += bool(rec.abstained)
+                bar.advance(task, 1)
+            stream.flush()
     finally:
         if out:
             stream.close()

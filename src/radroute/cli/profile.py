@@ -33,12 +33,17 @@ def profile(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from radroute.errors import RadrouteError
-    from radroute.inference.profile import profile_volume, write_profile
+    from radroute.inference.profile import profile_volume
+    from radroute.inference.profile_plot import write_profile
     from radroute.io import read_volume
 
     if backend not in ("auto", "torch", "onnx"):
         raise typer.BadParameter("--backend must be auto, torch or onnx")
     err = Console(stderr=True, soft_wrap=True)
+    if threads and backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)  # torch's threads are the process's (ONNX Runtime: per model)
     try:
         vol = read_volume(volume)
         with Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TextColumn("slices"),

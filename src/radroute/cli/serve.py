@@ -21,15 +21,12 @@ def _load_config(path: Path):
         raise typer.Exit(2)
 
 
-def _expand(paths: list[Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.is_file()
-                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
-        else:
-            files.append(p)
-    return files
+def _torch_threads(cfg) -> None:
+    """The classifier's ``threads`` for a torch model: torch's thread count is the process's."""
+    if cfg.classifier is not None and cfg.classifier.backend == "torch":
+        import torch
+
+        torch.set_num_threads(cfg.classifier.threads)
 
 
 def serve(
@@ -47,6 +44,7 @@ def serve(
     cfg = _load_config(config)
     setup_logging(str(log_file) if log_file else None, logging.DEBUG if verbose else logging.INFO,
                   cfg.patient_hash_salt)
+    _torch_threads(cfg)
     try:
         RouterService(cfg).run_forever()
     except RadrouteError as exc:
@@ -62,11 +60,14 @@ def route(
     timeout: float = typer.Option(600.0, help="seconds to wait for deliveries (without --dry-run)"),
 ) -> None:
     """Route files on disk with the router's rules (``--dry-run``: show decisions, send nothing)."""
-    from radroute.routing.service import RouterService, plan
+    from radroute.io import find_files
+    from radroute.routing.dry_run import plan
+    from radroute.routing.service import RouterService
 
     cfg = _load_config(config)
-    files = _expand(paths)
+    files = list(find_files(paths))
     if dry_run:
+        _torch_threads(cfg)
         try:
             rows = plan(cfg, files)
         except RadrouteError as exc:
@@ -82,6 +83,7 @@ def route(
     from radroute.routing.logs import setup_logging
 
     setup_logging(None, logging.WARNING, cfg.patient_hash_salt)
+    _torch_threads(cfg)
     service = RouterService(cfg, start_sources=False).start()
     errors = 0
     try:

@@ -6,7 +6,7 @@ indices in ``manifest.tasks`` order and ``-1`` for a missing label.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -16,8 +16,14 @@ from radroute.data.manifest import NPZ_PREFIX, Manifest
 from radroute.data.preprocess import Preprocessing
 from radroute.data.sources import load_npz_images
 
-if TYPE_CHECKING:
-    from radroute.data.cache import PreprocessedCache
+
+
+class ImageCache(Protocol):
+    """What :class:`CachedDataset` reads (:class:`radroute.data.cache.PreprocessedCache` is one)."""
+
+    images: np.ndarray
+    manifest: Manifest
+    preprocessing: Preprocessing
 
 
 def _finish(x01: torch.Tensor, pre: Preprocessing, augment: Callable | None) -> torch.Tensor:
@@ -29,7 +35,7 @@ def _finish(x01: torch.Tensor, pre: Preprocessing, augment: Callable | None) -> 
 class CachedDataset(Dataset):
     """``(x, y)`` over a :class:`~radroute.data.cache.PreprocessedCache` (readable samples only)."""
 
-    def __init__(self, cache: "PreprocessedCache", indices: Sequence[int], augment: Callable | None = None):
+    def __init__(self, cache: ImageCache, indices: Sequence[int], augment: Callable | None = None):
         self.cache = cache
         self.indices = np.asarray(indices, np.int64)
         self.labels = cache.manifest.label_matrix()[self.indices]  # (n, n_tasks)

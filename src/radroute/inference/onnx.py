@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from radroute.errors import InvalidConfigError, ModelNotFoundError
+from radroute.inference.backends import OnnxBackend, softmax
 from radroute.models.package import ModelPackage
 
 #: largest allowed difference ONNX Runtime vs PyTorch in the export check (see export_difference)
@@ -39,8 +40,6 @@ def export_onnx(package: ModelPackage, out: str | Path, *, check: bool = True,
     import onnx
     import torch
 
-    from radroute.inference.predictor import model_label
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = package.build()
@@ -55,7 +54,7 @@ def export_onnx(package: ModelPackage, out: str | Path, *, check: bool = True,
     proto = program.model_proto
     meta = {
         "radroute_config": json.dumps(package.to_config()),
-        "model": model_label(package),
+        "model": package.label,
         "model_version": package.version,
         "tasks": json.dumps(package.tasks),
         "preprocessing": json.dumps(package.preprocessing),
@@ -83,8 +82,6 @@ def export_difference(package: ModelPackage, expected: np.ndarray, got: np.ndarr
     """The export check's measure: the largest difference of the per-task probabilities, or of
     the logits relative to their scale (float32 kernels differ in the last bits, and a trained
     network's logits reach tens), whichever is larger."""
-    from radroute.inference.predictor import softmax
-
     scale = max(1.0, float(np.abs(expected).max()))
     diff = float(np.abs(expected - got).max()) / scale
     for a, b in zip(package.split_logits(expected).values(), package.split_logits(got).values()):
@@ -128,22 +125,5 @@ def package_from_onnx(path: str | Path) -> tuple[ModelPackage, dict[str, str]]:
     return ModelPackage(**{k: v for k, v in cfg.items() if k in known}), dict(meta)
 
 
-class OnnxBackend:
-    """ONNX Runtime on the CPU, all graph optimisations on."""
-
-    name = "onnx"
-
-    def __init__(self, path: str | Path, threads: int | None = None):
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(x, np.float32)})[0]
+__all__ = ["EXPORT_TOLERANCE", "ONNX_BESIDE", "OnnxBackend", "cache_dir", "cached_onnx", "export_onnx",
+           "package_from_onnx"]

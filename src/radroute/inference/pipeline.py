@@ -19,15 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from radroute.errors import NoPixelDataError, RadrouteError, WrongModalityError, error_dict
-
-#: DICOM Modality -> bundled model used when ``--model`` is not given.
-DEFAULT_MODEL_FOR_MODALITY: dict[str, str] = {
-    "CR": "chest-view", "DX": "chest-view", "DR": "chest-view",
-    "CT": "ct-mr-region", "MR": "ct-mr-region",
-}
-#: the bundled model used for inputs without a modality tag (PNG, JPEG, TIFF, NIfTI).
-DEFAULT_MODEL_NO_MODALITY = "ct-mr-region"
+from radroute.errors import RadrouteError, error_dict
+from radroute.inference.policy import ModelPolicy
 
 
 @dataclass
@@ -61,34 +54,18 @@ class DecodedInput:
     error: dict | None = None
 
 
-def choose_default_model(meta) -> str:
-    """The bundled model for a file from its tags (see :data:`DEFAULT_MODEL_FOR_MODALITY`).
-
-    Non-DICOM inputs (no modality) get :data:`DEFAULT_MODEL_NO_MODALITY`; a DICOM modality that no
-    bundled model covers raises :class:`WrongModalityError`.
-    """
-    modality = (meta.modality or "").upper() if meta.format == "dicom" else ""
-    if meta.format == "dicom" and not meta.rows:  # SR, RT plan, ...: say so rather than "wrong modality"
-        raise NoPixelDataError(f"no Pixel Data (modality {modality or 'unknown'}): nothing to classify", meta.path)
-    if not modality:
-        return DEFAULT_MODEL_NO_MODALITY
-    if modality in DEFAULT_MODEL_FOR_MODALITY:
-        return DEFAULT_MODEL_FOR_MODALITY[modality]
-    raise WrongModalityError(
-        f"no bundled model covers modality {modality}; pass --model to classify it anyway", meta.path)
-
-
 def _preprocessing(plan: dict):
     from radroute.data.preprocess import Preprocessing
 
     return Preprocessing.from_dict(plan)
 
 
-def decode_path(path: str, plans: dict[str, dict], choose: bool, frames: str | int) -> DecodedInput:
+def decode_path(path: str, plans: dict[str, dict], choose: ModelPolicy | None,
+                frames: str | int) -> DecodedInput:
     """Read one file into model-ready arrays; never raises (errors go into the result).
 
-    ``plans`` maps model key -> preprocessing dict. With ``choose`` the model is picked from the
-    file's tags (:func:`choose_default_model`), else the only plan is used.
+    ``plans`` maps model key -> preprocessing dict. With a ``choose`` policy the model is picked
+    from the file's tags (:meth:`ModelPolicy.model_for`), else the only plan is used.
     """
     from radroute.io import iter_images, read_header
 
@@ -96,16 +73,16 @@ def decode_path(path: str, plans: dict[str, dict], choose: bool, frames: str | i
     try:
         keys = list(plans)
         same_reading = len({ReadPlan(p).read_args() for p in plans.values()}) == 1
-        if choose and not same_reading:
-            out.model = choose_default_model(read_header(path))
-        elif not choose:
+        if choose is not None and not same_reading:
+            out.model = choose.model_for(read_header(path))
+        elif choose is None:
             out.model = keys[0]
         for key in ([out.model] if out.model else keys[:1]):
             pp = _preprocessing(plans[key])
             for image in iter_images(path, frames=frames, size=pp.size,
                                      keep_aspect=pp.keep_aspect, window=pp.window):
                 if out.model is None:  # one reading fits every plan: choose from this image's tags
-                    out.model = choose_default_model(image.meta)
+                    out.model = choose.model_for(image.meta)
                     pp = _preprocessing(plans[out.model])
                 out.images.append(DecodedImage(
                     pp.from_image(image), image.frame,
@@ -118,7 +95,7 @@ def decode_path(path: str, plans: dict[str, dict], choose: bool, frames: str | i
     return out
 
 
-def _decode_chunk(paths: list[str], plans: dict[str, dict], choose: bool,
+def _decode_chunk(paths: list[str], plans: dict[str, dict], choose: ModelPolicy | None,
                   frames: str | int) -> list[DecodedInput]:
     return [decode_path(p, plans, choose, frames) for p in paths]
 
@@ -129,7 +106,8 @@ def default_workers() -> int:
     return max(1, cores - 1)
 
 
-def _isolated(ctx, path: str, plans: dict[str, dict], choose: bool, frames: str | int) -> DecodedInput:
+def _isolated(ctx, path: str, plans: dict[str, dict], choose: ModelPolicy | None,
+              frames: str | int) -> DecodedInput:
     """Decode one path in a fresh one-process pool: a decoder that crashes the process (a native
     library on a malformed file) becomes this input's error instead of the run's end."""
     try:
@@ -140,7 +118,7 @@ def _isolated(ctx, path: str, plans: dict[str, dict], choose: bool, frames: str 
                                               "message": "the decoder crashed on this file"})
 
 
-def decode_paths(paths: Iterable[str | Path], plans: dict[str, dict], *, choose: bool = False,
+def decode_paths(paths: Iterable[str | Path], plans: dict[str, dict], *, choose: ModelPolicy | None = None,
                  frames: str | int = "all", workers: int = 0, chunk: int = 8,
                  prefetch: int = 4) -> Iterator[DecodedInput]:
     """Decode ``paths`` lazily, in order; ``workers=0`` decodes in this process.

@@ -295,7 +295,7 @@ def profile_volume(volume: "Volume | str | Path", model: "str | Path | Predictor
     CT check (see :func:`check_ct`). Raises :class:`WrongModalityError` for non-CT volumes and
     :class:`NotAVolumeError` for stacks that are not axial.
     """
-    from radroute.inference.predictor import Predictor, load_model
+    from radroute.inference.predictor import Predictor, load_predictor
     from radroute.io import read_volume
 
     if not hasattr(volume, "voxels"):
@@ -303,7 +303,7 @@ def profile_volume(volume: "Volume | str | Path", model: "str | Path | Predictor
     check_ct(volume, modality)
     if volume.voxels.ndim != 3 or volume.voxels.shape[0] < 1:
         raise NotAVolumeError(f"expected a 3-D volume, got shape {volume.voxels.shape}", volume.meta.path)
-    predictor = model if isinstance(model, Predictor) else load_model(model, backend=backend, threads=threads)
+    predictor = model if isinstance(model, Predictor) else load_predictor(model, backend=backend, threads=threads)
     task = next(iter(predictor.package.tasks))
     classes = list(predictor.package.tasks[task])
     warnings: list[str] = []
@@ -323,19 +323,3 @@ def profile_volume(volume: "Volume | str | Path", model: "str | Path | Predictor
                    z_mm=z_mm if z_mm is not None else np.arange(len(labels), dtype=np.float64),
                    regions=regions, body_part_examined=term, body_part=part, warnings=warnings)
 
-
-def write_profile(profile: Profile, volume: "Volume", out_dir: str | Path, plot: bool = True) -> dict[str, Path]:
-    """Write ``profile.csv``, ``summary.json`` and (``plot``) ``profile.png`` into ``out_dir``."""
-    import json
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / "profile.csv", "summary": out / "summary.json"}
-    profile.write_csv(paths["csv"])
-    paths["summary"].write_text(json.dumps(profile.summary(), indent=2) + "\n")
-    if plot:
-        from radroute.evaluation.profile_plot import plot_profile
-
-        paths["png"] = out / "profile.png"
-        plot_profile(volume, profile, paths["png"])
-    return paths

@@ -18,11 +18,11 @@ from radroute.models.package import ModelPackage
 _LAZY = {
     "create_model": "radroute.models._factory",
     "load_pretrained": "radroute.models._pretrained",
-    "canonical_name": "radroute.models._registry",
-    "get_default_cfg": "radroute.models._registry",
-    "is_model": "radroute.models._registry",
-    "list_models": "radroute.models._registry",
-    "register_model": "radroute.models._registry",
+    "canonical_name": "radroute.models._factory",
+    "get_default_cfg": "radroute.models._factory",
+    "is_model": "radroute.models._factory",
+    "list_models": "radroute.models._factory",
+    "register_model": "radroute.models._factory",
 }
 
 __all__ = ["ModelPackage", *_LAZY]

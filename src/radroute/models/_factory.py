@@ -9,7 +9,11 @@ from torch import nn
 
 from radroute.errors import InvalidConfigError, ModelNotFoundError
 from radroute.models import _registry
+from radroute.models import papers, pretrained_nets  # noqa: F401  (register the built-in models)
 from radroute.models._pretrained import cached_weights_file, load_pretrained
+from radroute.models._registry import (  # noqa: F401  (the registry's public face)
+    canonical_name, get_default_cfg, is_model, list_models, register_model,
+)
 
 
 def create_model(name: str, num_classes: int, in_chans: int = 1, pretrained: bool = False,

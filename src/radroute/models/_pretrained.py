@@ -9,6 +9,7 @@ from torch import nn
 
 from radroute.errors import InvalidConfigError, ModelNotFoundError
 from radroute.models import _registry
+from radroute.models._format import WEIGHTS_NAME
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state", "module")
 
@@ -17,10 +18,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a safetensors/torch file or a radroute model package directory."""
     if not path.exists():
         raise ModelNotFoundError(f"pretrained weights not found: {path}", path)
-    if path.is_dir():
-        from radroute.models.package import ModelPackage
-
-        return ModelPackage.load(path).state_dict()
+    if path.is_dir():  # a model package: its weights file
+        path = path / WEIGHTS_NAME
+        if not path.is_file():
+            raise ModelNotFoundError(f"no {WEIGHTS_NAME} in the package folder {path.parent}", path.parent)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -1,8 +1,10 @@
 """A timm-style model registry: ``@register_model`` entry points with default configs.
 
 Radroute's own architectures (``roth2015``, ``menkovski2015``), the timm models the
-published systems used and torchvision's GoogLeNet are registered under simple names;
-any other timm model name also works through :func:`radroute.models.create_model`.
+published systems used and torchvision's GoogLeNet register themselves here when their modules
+are imported (``radroute.models._factory`` imports them); any other timm model name also works
+through :func:`radroute.models.create_model`. This module imports none of them, so there is no
+import cycle.
 """
 from __future__ import annotations
 
@@ -34,15 +36,8 @@ def register_model(fn: Callable | None = None, *, name: str | None = None,
     return wrap(fn) if fn is not None else wrap
 
 
-def _ensure_registered() -> None:
-    """Import the modules whose ``@register_model`` entries make up the built-in registry."""
-    import radroute.models.papers  # noqa: F401
-    import radroute.models.pretrained_nets  # noqa: F401
-
-
 def canonical_name(name: str) -> str:
     """The registered name for ``name`` or one of its aliases (``name`` itself otherwise)."""
-    _ensure_registered()
     return _aliases.get(name, name)
 
 
@@ -66,7 +61,6 @@ def list_models(pattern: str | None = None, include_timm: bool = False) -> list[
     With ``include_timm=True`` every timm model name is listed as well (they all work
     with :func:`create_model`).
     """
-    _ensure_registered()
     names = set(_entrypoints)
     if include_timm:
         import timm

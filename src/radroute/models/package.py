@@ -24,10 +24,7 @@ import numpy as np
 
 from radroute.errors import InvalidConfigError, ModelNotFoundError
 
-FORMAT = "radroute-model/1"
-CONFIG_NAME = "radroute.json"
-WEIGHTS_NAME = "weights.safetensors"
-BUNDLED_DIR = Path(__file__).parent / "bundled"
+from radroute.models._format import BUNDLED_DIR, CONFIG_NAME, FORMAT, WEIGHTS_NAME
 
 
 @dataclass
@@ -71,6 +68,13 @@ class ModelPackage:
         if self.path is None:
             raise InvalidConfigError("package has no path yet; save it first")
         return self.path / WEIGHTS_NAME
+
+    @property
+    def label(self) -> str:
+        """The ``model`` field of a prediction record: the bundled name, else the package path."""
+        if self.path is not None and Path(self.path).resolve().parent == BUNDLED_DIR.resolve():
+            return self.name
+        return str(self.path) if self.path is not None else self.name
 
     @property
     def version(self) -> str:
@@ -121,7 +125,7 @@ class ModelPackage:
 
     def build(self):
         """The ``torch.nn.Module`` with the package's weights loaded, in eval mode."""
-        from radroute.models import create_model
+        from radroute.models._factory import create_model
 
         model = create_model(self.architecture, num_classes=self.num_outputs,
                              in_chans=self.in_chans, **self.arch_kwargs)

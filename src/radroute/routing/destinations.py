@@ -19,6 +19,7 @@ from typing import Union
 import pydicom
 from pydicom.dataset import Dataset
 
+from radroute.inference.record import Prediction
 from radroute.routing.config import DestinationConfig, TagCorrectionConfig
 from radroute.routing.journal import DeliveryRow
 from radroute.routing.spool import copy_durable, write_durable
@@ -86,22 +87,41 @@ class _Fields(dict):
         return "unknown"
 
 
-def template_fields(row: DeliveryRow, destination: str) -> dict[str, str]:
+def template_fields(tags: dict[str, str], prediction: Prediction | None, rule: str | None,
+                    destination: str) -> dict[str, str]:
     """Values a folder path template can use: tag keywords, ``label_<task>``, ``score_<task>``,
     ``body_part``, ``rule``, ``destination``; missing ones render as ``unknown``."""
-    fields = _Fields({k: v for k, v in row.tags.items()})
-    pred = row.prediction or {}
-    for task, p in (pred.get("predictions") or {}).items():
-        fields[f"label_{task}"] = "abstained" if p.get("abstained") else str(p.get("label"))
-        fields[f"score_{task}"] = f"{float(p.get('score') or 0):.2f}"
-    fields["body_part"] = pred.get("body_part") or "unknown"
-    fields["rule"] = row.rule or "unknown"
+    fields = _Fields(tags)
+    for task, p in ((prediction.predictions or {}) if prediction is not None else {}).items():
+        fields[f"label_{task}"] = "abstained" if p.abstained else str(p.label)
+        fields[f"score_{task}"] = f"{p.score:.2f}"
+    fields["body_part"] = (prediction.body_part if prediction is not None else None) or "unknown"
+    fields["rule"] = rule or "unknown"
     fields["destination"] = destination
     safe = _Fields()
     for k, v in fields.items():
         v = _UNSAFE.sub("_", str(v)).strip(" .") or "unknown"
         safe[k] = v[:64]
     return safe
+
+
+def folder_target(cfg: DestinationConfig, tags: dict[str, str], prediction: Prediction | None,
+                  rule: str | None) -> Path:
+    """The file a folder destination writes: ``<folder>/<SOPInstanceUID>.dcm`` or its template."""
+    fields = template_fields(tags, prediction, rule, cfg.name)
+    if "{" not in cfg.path:
+        return Path(cfg.path) / f"{fields['SOPInstanceUID']}.dcm"
+    return Path(cfg.path.format_map(fields))
+
+
+def describe_target(cfg: DestinationConfig, tags: dict[str, str], prediction: Prediction | None,
+                    rule: str | None) -> str:
+    """Where a destination would put an instance (``route --dry-run``)."""
+    if cfg.type == "folder":
+        return str(folder_target(cfg, tags, prediction, rule))
+    if cfg.type == "dicom":
+        return f"dicom {cfg.ae_title}@{cfg.host}:{cfg.port}"
+    return f"stow {cfg.url}"
 
 
 class FolderDestination(Destination):
@@ -113,9 +133,7 @@ class FolderDestination(Destination):
         return Path(prefix) if prefix.endswith("/") else Path(prefix).parent
 
     def target(self, row: DeliveryRow) -> Path:
-        if "{" not in self.cfg.path:  # a plain folder: <folder>/<SOPInstanceUID>.dcm
-            return Path(self.cfg.path) / f"{template_fields(row, self.name)['SOPInstanceUID']}.dcm"
-        return Path(self.cfg.path.format_map(template_fields(row, self.name)))
+        return folder_target(self.cfg, row.tags, row.prediction, row.rule)
 
     def send(self, rows):
         out = []
@@ -163,12 +181,8 @@ class DicomDestination(Destination):
 
     def __init__(self, cfg, tag_correction=None):
         super().__init__(cfg, tag_correction)
-        from pynetdicom import AE, _config
+        from pynetdicom import AE
 
-        from radroute.routing.net import enable_tcp_nodelay
-
-        enable_tcp_nodelay()
-        _config.STORE_SEND_CHUNKED_DATASET = True  # send spool files without decoding them
         self.ae = AE(ae_title=cfg.calling_ae_title)
         for attr in ("acse_timeout", "dimse_timeout", "network_timeout", "connection_timeout"):
             setattr(self.ae, attr, cfg.timeout_seconds)
@@ -280,7 +294,7 @@ class DicomDestination(Destination):
                 self.assoc = None
 
     def describe(self) -> str:
-        return f"dicom {self.cfg.ae_title}@{self.cfg.host}:{self.cfg.port}"
+        return describe_target(self.cfg, {}, None, None)
 
 
 # ---- DICOMweb STOW-RS ------------------------------------------------------------------------
@@ -355,7 +369,7 @@ class StowDestination(Destination):
             return False
 
     def describe(self) -> str:
-        return f"stow {self.cfg.url}"
+        return describe_target(self.cfg, {}, None, None)
 
 
 def make_destination(cfg: DestinationConfig, tag_correction: TagCorrectionConfig | None) -> Destination:

@@ -17,6 +17,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from radroute.errors import InvalidConfigError
+from radroute.inference.record import Prediction
+
+#: ``PRAGMA user_version`` of the schema below; a journal written by a newer radroute is refused
+SCHEMA_VERSION = 1
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
     id INTEGER PRIMARY KEY,
@@ -68,7 +74,7 @@ class InstanceRow:
     series_instance_uid: str | None
     spool_path: str
     tags: dict
-    prediction: dict | None
+    prediction: Prediction | None
     received_at: float
 
 
@@ -82,8 +88,20 @@ class DeliveryRow:
     sop_class_uid: str | None
     transfer_syntax: str | None
     tags: dict
-    prediction: dict | None
+    prediction: Prediction | None
     rule: str | None
+
+
+def _prediction(text: str | None) -> Prediction | None:
+    return Prediction.from_dict(json.loads(text)) if text else None
+
+
+def _json(prediction: Prediction | None) -> str | None:
+    return json.dumps(prediction.to_dict()) if prediction is not None else None
+
+
+def _delivery(r: tuple) -> DeliveryRow:
+    return DeliveryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), _prediction(r[8]), r[9])
 
 
 class Journal:
@@ -102,8 +120,15 @@ class Journal:
             self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
         self.db.execute("PRAGMA busy_timeout=10000")
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            self.db.close()
+            raise InvalidConfigError(f"the journal has schema version {version}; this radroute "
+                                     f"reads up to {SCHEMA_VERSION} (a newer radroute wrote it)", self.path)
+        if not readonly:
+            self.db.executescript(SCHEMA)  # the tables of version 1, also in an unversioned journal
+            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self.lock:
@@ -131,24 +156,24 @@ class Journal:
             rows = self.db.execute(
                 "SELECT id, sop_instance_uid, series_instance_uid, spool_path, tags, prediction,"
                 " received_at FROM instances WHERE state='received' ORDER BY id").fetchall()
-        return [InstanceRow(r[0], r[1], r[2], r[3], json.loads(r[4]),
-                            json.loads(r[5]) if r[5] else None, r[6]) for r in rows]
+        return [InstanceRow(r[0], r[1], r[2], r[3], json.loads(r[4]), _prediction(r[5]), r[6])
+                for r in rows]
 
     def spool_paths(self) -> set[str]:
         """Every spool file the journal knows (kept ``done`` ones included)."""
         with self.lock:
             return {r[0] for r in self.db.execute("SELECT spool_path FROM instances")}
 
-    def series_rule(self, series_instance_uid: str) -> tuple[str, dict | None] | None:
+    def series_rule(self, series_instance_uid: str) -> tuple[str, Prediction | None] | None:
         """The rule (and prediction) an earlier instance of this series was routed by."""
         with self.lock:
             row = self.db.execute(
                 "SELECT rule, prediction FROM instances WHERE series_instance_uid=? AND rule IS NOT NULL"
                 " ORDER BY id DESC LIMIT 1", (series_instance_uid,)).fetchone()
-        return (row[0], json.loads(row[1]) if row[1] else None) if row else None
+        return (row[0], _prediction(row[1])) if row else None
 
     # ---- deciding ----------------------------------------------------------------------------
-    def record_decisions(self, items: list[tuple[int, str, dict | None, str, list[str], dict | None]],
+    def record_decisions(self, items: list[tuple[int, str, Prediction | None, str, list[str], dict | None]],
                          resend_duplicates: bool = False) -> tuple[int, list[str]]:
         """Store decisions and queue deliveries in one transaction.
 
@@ -163,7 +188,7 @@ class Journal:
                 db.execute(
                     "UPDATE instances SET state='classified', prediction=?, rule=?, disagreement=?,"
                     " decided_at=? WHERE id=?",
-                    (json.dumps(prediction) if prediction is not None else None, rule,
+                    (_json(prediction), rule,
                      json.dumps(disagreement) if disagreement else None, now, inst_id))
                 touched.add(inst_id)
                 for dest in destinations:
@@ -217,8 +242,7 @@ class Journal:
                 " i.sop_class_uid, i.transfer_syntax, i.tags, i.prediction, i.rule"
                 " FROM deliveries d JOIN instances i ON i.id = d.instance_id"
                 " WHERE d.destination=? AND d.state='uncertain'", (destination,)).fetchall()
-        return [DeliveryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
-                            json.loads(r[8]) if r[8] else None, r[9]) for r in rows]
+        return [_delivery(r) for r in rows]
 
     def resolve_uncertain(self, destination: str, present: list[DeliveryRow],
                           absent: list[DeliveryRow]) -> list[str]:
@@ -244,8 +268,7 @@ class Journal:
                 " ORDER BY d.next_attempt_at, d.queued_at LIMIT ?", (destination, now, limit)).fetchall()
             db.executemany("UPDATE deliveries SET state='sending' WHERE sop_instance_uid=?"
                            " AND destination=?", [(r[0], destination) for r in rows])
-        return [DeliveryRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
-                            json.loads(r[8]) if r[8] else None, r[9]) for r in rows]
+        return [_delivery(r) for r in rows]
 
     def next_due(self, destination: str) -> float | None:
         with self.lock:

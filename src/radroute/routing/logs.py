@@ -1,7 +1,8 @@
 """Structured JSON logs for the router; patient identifiers only ever appear hashed.
 
 Every record is one JSON object per line: ``{"ts", "level", "logger", "event", ...fields}``.
-Fields passed as ``patient_name``/``patient_id`` are replaced by a salted SHA-256 prefix.
+Fields passed as ``patient_name``/``patient_id`` are replaced by a salted SHA-256 prefix; the
+salt (``router.patient_hash_salt``) is always passed explicitly, never kept in a global.
 """
 from __future__ import annotations
 
@@ -14,20 +15,24 @@ from typing import Any
 
 LOGGER = logging.getLogger("radroute.routing")
 _PATIENT_FIELDS = ("patient_name", "patient_id", "PatientName", "PatientID")
-_salt = ""
 
 
-def hash_patient(value: Any, salt: str | None = None) -> str | None:
+def hash_patient(value: Any, salt: str) -> str | None:
     """A stable pseudonym for a patient identifier: ``sha256:<16 hex>`` (``None`` for empty)."""
     text = "" if value is None else str(value).strip()
     if not text:
         return None
-    digest = hashlib.sha256(((_salt if salt is None else salt) + "\0" + text).encode()).hexdigest()
+    digest = hashlib.sha256((salt + "\0" + text).encode()).hexdigest()
     return f"sha256:{digest[:16]}"
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record; extra fields come from ``record.fields``."""
+    """One JSON object per record; extra fields come from ``record.fields``; patient fields are
+    hashed with ``salt``."""
+
+    def __init__(self, salt: str = ""):
+        super().__init__()
+        self.salt = salt
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -38,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         for key, value in getattr(record, "fields", {}).items():
-            out[key] = hash_patient(value) if key in _PATIENT_FIELDS else value
+            out[key] = hash_patient(value, self.salt) if key in _PATIENT_FIELDS else value
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info).splitlines()[-1]
         return json.dumps(out, default=str)
@@ -53,11 +58,9 @@ def log_event(event: str, level: int = logging.INFO, logger: logging.Logger = LO
 
 def setup_logging(path: str | None = None, level: int = logging.INFO, salt: str = "") -> None:
     """Send radroute and pynetdicom logs as JSON lines to ``path`` (default stderr)."""
-    global _salt
-    _salt = salt
     handler: logging.Handler = (logging.FileHandler(path) if path
                                 else logging.StreamHandler(sys.stderr))
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(salt))
     for name, lvl in (("radroute", level), ("pynetdicom", logging.WARNING)):
         lg = logging.getLogger(name)
         for h in list(lg.handlers):

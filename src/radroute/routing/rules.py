@@ -150,6 +150,8 @@ def decide(cfg: RouterConfig, tags: dict[str, str], prediction: dict | None = No
     anyway (a model-less dry run or a classification that could not run).
     """
     classified = prediction is not None if classified is None else classified
+    if prediction is not None and not isinstance(prediction, dict):
+        prediction = prediction.to_dict()  # TODO(cfg branch): conditions read the typed record
     for rule in cfg.rules:
         if rule.default:
             break

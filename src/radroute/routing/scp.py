@@ -49,9 +49,6 @@ class StoreSCP:
         from pynetdicom import AE, AllStoragePresentationContexts, evt
         from pynetdicom.sop_class import Verification
 
-        from radroute.routing.net import enable_tcp_nodelay
-
-        enable_tcp_nodelay()
         self.cfg = cfg
         self.on_instance = on_instance
         self.accepted = set(cfg.sop_classes)

@@ -13,6 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from radroute.routing.decide import sample_evenly, series_key
+
 
 @dataclass
 class Pending:
@@ -42,7 +44,7 @@ class SeriesCollector:
         self.remember = remember
 
     def add(self, inst: Pending) -> None:
-        key = inst.series_instance_uid or f"instance:{inst.sop_instance_uid}"
+        key = series_key(inst.sop_instance_uid, inst.series_instance_uid)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = SeriesGroup(key)
@@ -59,17 +61,7 @@ class SeriesCollector:
 
     def sample(self, group: SeriesGroup) -> list[Pending]:
         """Up to ``max_classified`` instances spread evenly over the series (by InstanceNumber)."""
-        def order(p: Pending):
-            try:
-                return (0, int(p.tags.get("InstanceNumber") or 0))
-            except ValueError:
-                return (1, 0)
-        items = sorted(group.instances, key=order)
-        n = len(items)
-        if n <= self.max_classified:
-            return items
-        step = n / self.max_classified
-        return [items[int(i * step + step / 2)] for i in range(self.max_classified)]
+        return sample_evenly(group.instances, self.max_classified, lambda p: p.tags)
 
     def remember_decision(self, key: str, decision: Any, prediction: dict | None) -> None:
         self.decided[key] = (decision, prediction)

@@ -16,19 +16,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+from pydicom.dataset import Dataset
 
-from radroute.errors import InvalidConfigError, NotDicomError, UnreadableError
-from radroute.routing.classify import Classifier, MicroBatcher, aggregate, load_classifier, model_tasks
+from radroute.errors import InvalidConfigError, NotDicomError
+from radroute.inference.record import Prediction
+from radroute.routing.classify import Classifier, MicroBatcher, aggregate, load_classifier
 from radroute.routing.config import RouterConfig
+from radroute.routing.decide import final_decision, first_decision, series_key
 from radroute.routing.delivery import DeliveryWorker
 from radroute.routing.destinations import make_destination
+from radroute.routing.ingest import file_bytes_with_meta, has_complete_meta, read_instance_header
 from radroute.routing.journal import Journal
 from radroute.routing.logs import hash_patient, log_event
-from radroute.routing.rules import NEEDS_PREDICTION, Decision, decide, tags_from_dataset
+from radroute.routing.net import configure_pynetdicom
+from radroute.routing.rules import Decision, tags_from_dataset
 from radroute.routing.series import Pending, SeriesCollector, SeriesGroup
 from radroute.routing.spool import Spool
 from radroute.routing.tagfix import disagreement
@@ -36,7 +37,7 @@ from radroute.routing.tagfix import disagreement
 
 def check_model_against_rules(cfg: RouterConfig, classifier: Classifier) -> None:
     """Label conditions must name tasks and classes the model has (checked at start)."""
-    tasks = model_tasks(classifier)
+    tasks = classifier.tasks
     if not tasks:
         return
     for rule in cfg.rules:
@@ -55,40 +56,12 @@ def check_model_against_rules(cfg: RouterConfig, classifier: Classifier) -> None
                     f"of model {classifier.name!r} (classes: {', '.join(classes)})", cfg.source_path)
 
 
-def read_header(path: str | Path) -> Dataset:
-    """A header-only read (stops before Pixel Data); raises NotDicomError/UnreadableError."""
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except FileNotFoundError as exc:
-        raise UnreadableError("file not found", path, code="not_found") from exc
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise UnreadableError(f"cannot read DICOM header: {exc}", path) from exc
-    if not ds.get("SOPInstanceUID") or not ds.get("SOPClassUID"):
-        raise NotDicomError("no (or empty) SOPClassUID/SOPInstanceUID: not a routable instance", path)
-    return ds
-
-
-def _file_bytes_with_meta(path: Path) -> bytes:
-    """A file without (complete) file meta, rewritten in the DICOM file format."""
-    ds = pydicom.dcmread(path, force=True)
-    meta = ds.file_meta if isinstance(getattr(ds, "file_meta", None), FileMetaDataset) else FileMetaDataset()
-    if "TransferSyntaxUID" not in meta:
-        meta.TransferSyntaxUID = ImplicitVRLittleEndian if ds.is_implicit_VR else ExplicitVRLittleEndian
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.setdefault("ImplementationClassUID", PYDICOM_IMPLEMENTATION_UID)
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
-def _summary(prediction: dict | None) -> dict | None:
-    if not prediction or not prediction.get("predictions"):
+def summary(prediction: Prediction | None) -> dict | None:
+    """Per task label, score (4 decimals) and abstention: what logs and the dry run show."""
+    if prediction is None or not prediction.predictions:
         return None
-    return {t: {"label": p.get("label"), "score": round(float(p.get("score") or 0), 4),
-                "abstained": bool(p.get("abstained"))}
-            for t, p in prediction["predictions"].items()}
+    return {t: {"label": p.label, "score": round(p.score, 4), "abstained": p.abstained}
+            for t, p in prediction.predictions.items()}
 
 
 @dataclass
@@ -123,6 +96,7 @@ class RouterService:
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "RouterService":
         """Open the spool and journal, resume pending work, start workers and sources."""
+        configure_pynetdicom()
         self.spool = Spool(self.cfg.spool)
         if not self.spool.lock():
             raise InvalidConfigError(f"another radroute router is using the spool {self.cfg.spool}",
@@ -232,21 +206,18 @@ class RouterService:
     def ingest_file(self, path: str | Path, source: str = "file") -> int:
         """Spool and journal a DICOM file from disk (header-only read for the tags)."""
         path = Path(path)
-        ds = read_header(path)
-        meta = getattr(ds, "file_meta", None)
-        complete = meta is not None and all(k in meta for k in (
-            "TransferSyntaxUID", "MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID"))
-        if complete and ds.preamble is not None:
+        ds = read_instance_header(path)
+        if has_complete_meta(ds):
             return self._ingest(None, ds, source, src_path=path)
-        data = _file_bytes_with_meta(path)
-        return self._ingest(data, read_header(io.BytesIO(data)), source)
+        data = file_bytes_with_meta(path)
+        return self._ingest(data, read_instance_header(io.BytesIO(data)), source)
 
     def _ingest(self, data: bytes | None, ds: Dataset, source: str, src_path: Path | None = None) -> int:
         tags = tags_from_dataset(ds, self.cfg.tag_keywords)
         uid = tags.get("SOPInstanceUID")
         if not uid:
             raise NotDicomError("no SOPInstanceUID", src_path)
-        patient = hash_patient(ds.get("PatientID") or ds.get("PatientName"))
+        patient = hash_patient(ds.get("PatientID") or ds.get("PatientName"), self.cfg.patient_hash_salt)
         path = self.spool.store_bytes(data) if data is not None else self.spool.store_file(src_path)
         try:
             inst_id = self.journal.add_instance(str(path), tags, source, patient)
@@ -259,17 +230,6 @@ class RouterService:
         return inst_id
 
     # ---- deciding ----------------------------------------------------------------------------
-    def _wants_prediction(self, decision) -> bool:
-        if decision is NEEDS_PREDICTION:
-            return True
-        return self.batcher is not None and any(
-            self._dest_wants_prediction(self.cfg.destinations[n]) for n in decision.destinations)
-
-    def _dest_wants_prediction(self, dcfg) -> bool:
-        if dcfg.correct_tags:
-            return self.cfg.tag_correction is not None
-        return dcfg.needs_prediction
-
     def _prune(self) -> None:
         removed = self.journal.prune(self.cfg.journal_keep_days * 86400)
         if removed:
@@ -303,17 +263,17 @@ class RouterService:
     def _decide_instances(self, items: list[Pending]) -> None:
         ready = []
         for inst in items:
-            d = decide(self.cfg, inst.tags)
-            if self._wants_prediction(d):
+            d, classify = first_decision(self.cfg, inst.tags, self.batcher is not None)
+            if classify:
                 self.batcher.submit(inst.spool_path, ("instance", inst))
             else:
-                ready.append((inst, None, d))
+                ready.append((inst, None, d or final_decision(self.cfg, inst.tags, None)))
         self._record(ready)
 
     def _collect_series(self, items: list[Pending]) -> None:
         ready = []
         for inst in items:
-            key = inst.series_instance_uid or f"instance:{inst.sop_instance_uid}"
+            key = series_key(inst.sop_instance_uid, inst.series_instance_uid)
             with self._series_lock:
                 known = self.series.known_decision(key)
             if known is None and key not in self.series.groups and inst.series_instance_uid:
@@ -327,8 +287,8 @@ class RouterService:
                 self.series.add(inst)
         self._record(ready)
         for group in self.series.quiet_groups(force=self._stopping.is_set()):
-            d = decide(self.cfg, group.instances[0].tags)
-            if not self._wants_prediction(d):
+            d, classify = first_decision(self.cfg, group.instances[0].tags, self.batcher is not None)
+            if not classify:
                 self._decide_series(group, None, d)
                 continue
             sample = self.series.sample(group)
@@ -350,25 +310,26 @@ class RouterService:
                 return Decision(rule.name, rule.destinations, reason), prediction
         return None
 
-    def _decide_series(self, group: SeriesGroup, prediction: dict | None, d=None) -> None:
+    def _decide_series(self, group: SeriesGroup, prediction: Prediction | None,
+                       d: Decision | None = None) -> None:
         if d is None:
-            d = decide(self.cfg, group.instances[0].tags, prediction, classified=True)
+            d = final_decision(self.cfg, group.instances[0].tags, prediction)
         with self._series_lock:
             self.series.remember_decision(group.key, d, prediction)
         self._record([(inst, prediction, d) for inst in group.instances])
 
-    def _on_classified(self, results: list[tuple[object, dict]]) -> None:
+    def _on_classified(self, results: list[tuple[object, Prediction]]) -> None:
         ready = []
         for (kind, ref), record in results:
             if kind == "instance":
-                ready.append((ref, record, decide(self.cfg, ref.tags, record, classified=True)))
+                ready.append((ref, record, final_decision(self.cfg, ref.tags, record)))
             else:
                 ref.results.append(record)
                 if len(ref.results) == ref.expected:
                     self._decide_series(ref.group, aggregate(ref.results, self.classifier))
         self._record(ready)
 
-    def _record(self, items: list[tuple[Pending, dict | None, Decision]]) -> None:
+    def _record(self, items: list[tuple[Pending, Prediction | None, Decision]]) -> None:
         if not items:
             return
         with self._record_lock:
@@ -385,7 +346,7 @@ class RouterService:
         now = time.monotonic()
         for (inst, pred, d), entry in zip(items, entries):
             log_event("routed", sop_instance_uid=inst.sop_instance_uid, rule=d.rule, reason=d.reason,
-                      destinations=list(d.destinations), prediction=_summary(pred),
+                      destinations=list(d.destinations), prediction=summary(pred),
                       decide_ms=round(1000 * (now - inst.received), 1))
             if entry[5]:
                 log_event("tag_disagreement", level=30, sop_instance_uid=inst.sop_instance_uid,
@@ -394,78 +355,4 @@ class RouterService:
             self.workers[name].wake.set()
 
 
-def _where(dcfg) -> str:
-    if dcfg.type == "dicom":
-        return f"dicom {dcfg.ae_title}@{dcfg.host}:{dcfg.port}"
-    return f"stow {dcfg.url}"
-
-
-# ---- dry run ------------------------------------------------------------------------------------
-def plan(cfg: RouterConfig, paths: list[Path], classifier: Classifier | None = None,
-         batch_size: int = 16) -> list[dict]:
-    """Which rule and destinations each file would get (``route --dry-run``); nothing is sent."""
-    from radroute.routing.destinations import FolderDestination
-    from radroute.routing.journal import DeliveryRow
-
-    if cfg.needs_prediction and classifier is None:
-        classifier = load_classifier(cfg.classifier.model, cfg.classifier.backend, cfg.classifier.threads)
-    if classifier is not None:
-        check_model_against_rules(cfg, classifier)
-    rows: list[dict] = []
-    for path in paths:
-        row = {"path": str(path), "sop_instance_uid": None, "series_instance_uid": None,
-               "rule": None, "reason": None, "destinations": None, "targets": None,
-               "prediction": None, "disagreement": None, "error": None}
-        try:
-            ds = read_header(path)
-            row["tags"] = tags_from_dataset(ds, cfg.tag_keywords)
-            row["sop_instance_uid"] = row["tags"].get("SOPInstanceUID")
-            row["series_instance_uid"] = row["tags"].get("SeriesInstanceUID")
-        except Exception as exc:  # noqa: BLE001 - reported per file
-            from radroute.errors import error_dict
-
-            row["error"] = error_dict(exc)
-        rows.append(row)
-    ok = [r for r in rows if r["error"] is None]
-
-    def wants(d) -> bool:
-        return d is NEEDS_PREDICTION or (classifier is not None and any(
-            cfg.destinations[n].needs_prediction and (cfg.tag_correction is not None
-                                                      or not cfg.destinations[n].correct_tags)
-            for n in d.destinations))
-
-    need = [r for r in ok if wants(decide(cfg, r["tags"]))]
-    if need and classifier is not None:
-        from radroute.routing.classify import predict_first_frames, one_record_per_path
-
-        paths_ = [r["path"] for r in need]
-        records = []
-        for i in range(0, len(paths_), batch_size):
-            chunk = paths_[i:i + batch_size]
-            records += one_record_per_path(classifier, chunk, predict_first_frames(classifier, chunk))
-        for r, rec in zip(need, records):
-            r["prediction_record"] = rec
-    if cfg.decision == "series":
-        groups: dict[str, list[dict]] = {}
-        for r in ok:
-            groups.setdefault(r["series_instance_uid"] or r["path"], []).append(r)
-        for members in groups.values():
-            recs = [m["prediction_record"] for m in members if "prediction_record" in m]
-            agg = aggregate(recs, classifier) if recs else None
-            for m in members:
-                m["prediction_record"] = agg
-    folders = {n: FolderDestination(c) for n, c in cfg.destinations.items() if c.type == "folder"}
-    for r in ok:
-        pred = r.pop("prediction_record", None)
-        d = decide(cfg, r["tags"], pred, classified=True)
-        r.update(rule=d.rule, reason=d.reason, destinations=list(d.destinations),
-                 prediction=_summary(pred), disagreement=disagreement(r["tags"], pred))
-        fake = DeliveryRow(r["sop_instance_uid"], "", 0, 0, r["path"], None, None, r["tags"], pred, d.rule)
-        r["targets"] = {n: str(folders[n].target(fake)) if n in folders else _where(cfg.destinations[n])
-                        for n in d.destinations}
-    for r in rows:
-        r.pop("tags", None)
-    return rows
-
-
-__all__ = ["RouterService", "plan", "read_header", "check_model_against_rules"]
+__all__ = ["RouterService", "check_model_against_rules", "summary"]

@@ -1,4 +1,4 @@
-"""The picture of a CT slice profile, in the spirit of Roth et al. 2015, Fig. 7.
+"""Writing a CT slice profile: its CSV, summary and picture (Roth et al. 2015, Fig. 7 style).
 
 Left: a coronal view of the volume (a thick central slab, soft-tissue window); right: each
 class's probability per slice, on the same z axis (superior at the top), with the decoded
@@ -6,13 +6,16 @@ regions as coloured bands.
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from radroute.inference.profile import Profile
+
 if TYPE_CHECKING:
-    from radroute.inference.profile import Profile
     from radroute.io.types import Volume
 
 #: one colour per region name, fixed so that plots of different volumes compare
@@ -33,7 +36,7 @@ def coronal_view(voxels: np.ndarray, slab_fraction: float = 0.3) -> np.ndarray:
     return window_array(slab, "soft_tissue").mean(axis=1)
 
 
-def plot_profile(volume: "Volume", profile: "Profile", path: str | Path, dpi: int = 110) -> Path:
+def plot_profile(volume: "Volume", profile: Profile, path: str | Path, dpi: int = 110) -> Path:
     """Write the profile figure to ``path`` (PNG) and return the path."""
     import matplotlib
 
@@ -80,3 +83,16 @@ def plot_profile(volume: "Volume", profile: "Profile", path: str | Path, dpi: in
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def write_profile(profile: Profile, volume: "Volume", out_dir: str | Path, plot: bool = True) -> dict[str, Path]:
+    """Write ``profile.csv``, ``summary.json`` and (``plot``) ``profile.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "profile.csv", "summary": out / "summary.json"}
+    profile.write_csv(paths["csv"])
+    paths["summary"].write_text(json.dumps(profile.summary(), indent=2) + "\n")
+    if plot:
+        paths["png"] = out / "profile.png"
+        plot_profile(volume, profile, paths["png"])
+    return paths
