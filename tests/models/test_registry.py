@@ -22,11 +22,11 @@ def test_registry_lists_the_published_architectures():
     assert get_default_cfg("menkovski2015")["paper"].startswith("Menkovski")
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", list_models())
 def test_every_model_builds_single_channel(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, in_chans=1).eval()
-    size = 80 if name == "inception_v3" else 32
+    size = 80 if get_default_cfg(name)["input_size"] >= 299 else 32  # Inception needs >= 75 px
     x = torch.randn(2, 1, size, size)
     with torch.no_grad():
         logits = model(x)

@@ -41,12 +41,6 @@ def inspect_file(path: str | Path, *, decode: bool = True) -> dict:
     return record
 
 
-def _expand(paths: list[Path]) -> list[Path]:
-    from radroute.io import find_files
-
-    return list(find_files(paths, recursive=True))
-
-
 def _table(records: list[dict]):
     from rich.table import Table
 
@@ -94,7 +88,9 @@ def inspect(
 
     if format not in ("table", "jsonl"):
         raise typer.BadParameter("choose table or jsonl", param_hint="--format")
-    files = _expand(paths)
+    from radroute.io import find_files
+
+    files = list(find_files(paths, recursive=True))
     err = Console(stderr=True)
     records = []
     handle = open(out, "w", encoding="utf-8") if out else sys.stdout

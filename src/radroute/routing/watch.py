@@ -2,7 +2,7 @@
 
 Polling (portable, works on network shares): a file is taken once its size and mtime have
 not changed between two scans, so half-copied files are never read. Files that are not
-DICOM are moved to ``<folder>/.rejected/``.
+DICOM are moved to ``<folder>/.rejected/`` (same sub-folder, never overwriting).
 """
 from __future__ import annotations
 
@@ -60,13 +60,24 @@ class FolderWatcher:
                 self.ingest(path)
                 path.unlink()
             except RadrouteError as exc:
-                rejected = self.folder / ".rejected"
-                rejected.mkdir(exist_ok=True)
-                os.replace(path, rejected / path.name)
-                log_event("watch_rejected", level=30, file=path.name, error=exc.to_dict())
+                target = self.reject(path)
+                log_event("watch_rejected", level=30, file=str(path.relative_to(self.folder)),
+                          moved_to=str(target.relative_to(self.folder)), error=exc.to_dict())
             except OSError as exc:  # spool full etc.: leave the file, retry next scan
                 log_event("watch_failed", level=40, file=path.name, error=str(exc))
         return len(stable)
+
+    def reject(self, path: Path) -> Path:
+        """Move a file that is not a routable instance to ``.rejected/``, keeping its sub-folder
+        and never overwriting an earlier one of the same name (``name.1``, ``name.2`` ...)."""
+        target = self.folder / ".rejected" / path.relative_to(self.folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        candidate, n = target, 0
+        while candidate.exists():
+            n += 1
+            candidate = target.with_name(f"{target.name}.{n}")
+        os.replace(path, candidate)
+        return candidate
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll):
