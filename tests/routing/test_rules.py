@@ -6,6 +6,8 @@ import tomllib
 import pydicom
 import pytest
 
+from radroute.inference.record import Prediction
+
 from radroute.routing.config import parse_config
 from radroute.routing.rules import NEEDS_PREDICTION, decide, tags_from_dataset
 from tests.helpers import need_data
@@ -60,8 +62,12 @@ destinations = ["a"]
 """
 
 
-def record(label: str, score: float, abstained: bool = False, error: bool = False) -> dict:
+def record(label: str, score: float, abstained: bool = False, error: bool = False) -> Prediction:
     """A prediction record as radroute.inference writes it (docs/architecture.md)."""
+    return Prediction.from_dict(record_json(label, score, abstained, error))
+
+
+def record_json(label: str, score: float, abstained: bool, error: bool) -> dict:
     if error:
         return {"path": "x", "frame": None, "sop_instance_uid": None, "series_instance_uid": None,
                 "model": "m", "model_version": "v", "predictions": None, "abstained": True,

@@ -1,150 +1,304 @@
-"""The router configuration (``router.toml``), read with :mod:`tomllib` and validated at start.
+"""The router configuration (``router.toml``), read with :mod:`tomllib` and validated by pydantic models.
 
 Every problem is reported as one :class:`~radroute.errors.InvalidConfigError` whose message
-names the offending key (``destinations[1].port: expected an integer``), so a typo never
-reaches a running service. See ``docs/routing.md`` for an annotated example.
+names the offending key as the file spells it (``destinations[1] (pacs).port: expected int, got
+'104'``), so a typo never reaches a running service. See ``docs/routing.md`` for an annotated
+example. Relative paths are relative to the config file's folder.
 """
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
+from pydantic import (AfterValidator, Discriminator, Field, Strict, Tag, ValidationError, ValidationInfo,
+                      model_validator)
 from pydicom.datadict import tag_for_keyword
 from pydicom.uid import UID, AllTransferSyntaxes
 
 from radroute.errors import InvalidConfigError
+from radroute.routing.conditions import AnyCondition, Condition, TagCondition
+from radroute.routing.schema import (ConfigModel, ConfigPath, ConfigPathText, Names, PositiveFloat,
+                                     PositiveInt, ProblemAt, error_message, from_config_folder)
 
-TAG_OPS = ("equals", "in", "contains", "matches", "exists")
-LABEL_OPS = ("label", "in", "min_score", "max_score")
+if TYPE_CHECKING:
+    from radroute.inference.record import Prediction
 
-
-@dataclass(frozen=True)
-class Condition:
-    """One test in a rule: on a DICOM tag, a predicted label/score, abstention, or body part."""
-
-    kind: str                      # "tag" | "label" | "abstained" | "body_part" | "tag_body_part"
-    key: str | None = None         # tag keyword, or task name for label/abstained
-    equals: str | None = None
-    values: tuple[str, ...] | None = None
-    contains: str | None = None
-    pattern: re.Pattern | None = None
-    exists: bool | None = None
-    min_score: float | None = None
-    max_score: float | None = None
-    abstained: bool | None = None
-    negate: bool = False
-
-    @property
-    def needs_prediction(self) -> bool:
-        return self.kind in ("label", "abstained", "body_part")
+DEFAULT_AE_TITLE = "RADROUTE"
 
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    destinations: tuple[str, ...]
-    all: tuple[Condition, ...] = ()
-    any: tuple[Condition, ...] = ()
-    default: bool = False
-
-    @property
-    def needs_prediction(self) -> bool:
-        return any(c.needs_prediction for c in self.all + self.any)
+# ---- DICOM and network values --------------------------------------------------------------------
+def _tcp_port(lowest: int) -> AfterValidator:
+    def check(port: int) -> int:
+        if not lowest <= port < 65536:
+            raise ValueError(f"not a TCP port: {port}")
+        return port
+    return AfterValidator(check)
 
 
-@dataclass
-class DestinationConfig:
-    name: str
-    type: str                              # "folder" | "dicom" | "stow"
+#: a port to connect to, and one to listen on (0: any free port)
+Port = Annotated[int, _tcp_port(1)]
+ListenPort = Annotated[int, _tcp_port(0)]
+
+
+def _ae_title(value: str) -> str:
+    if not (0 < len(value) <= 16 and value.isascii() and "\\" not in value and value.strip()):
+        raise ValueError(f"an AE title is 1-16 ASCII characters without backslash, got {value!r}")
+    return value
+
+
+AETitle = Annotated[str, AfterValidator(_ae_title)]
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"must start with http:// or https://, got {url!r}")
+    return url
+
+
+@cache
+def _storage_sop_classes() -> dict[str, str]:
+    from pynetdicom import AllStoragePresentationContexts
+
+    return {cx.abstract_syntax: UID(cx.abstract_syntax).name for cx in AllStoragePresentationContexts}
+
+
+@cache
+def _transfer_syntaxes() -> dict[str, str]:
+    return {str(u): u.name for u in AllTransferSyntaxes}
+
+
+def _uids(known: Callable[[], dict[str, str]], what: str) -> AfterValidator:
+    """UIDs or their names (``CT Image Storage``, ``JPEG 2000 Image Compression``) -> the UIDs."""
+    def resolve(values: tuple[str, ...]) -> tuple[str, ...]:
+        table = known()
+        by_name = {n.lower(): u for u, n in table.items()}
+        for v in values:
+            if v not in table and v.lower() not in by_name:
+                raise ValueError(f"unknown {what} {v!r} (give its UID or its name, "
+                                 f"e.g. {next(iter(table.values()))!r})")
+        return tuple(v if v in table else by_name[v.lower()] for v in values)
+    return AfterValidator(resolve)
+
+
+# ---- sections ------------------------------------------------------------------------------------
+class ScpConfig(ConfigModel):
+    """``[scp]``: the C-STORE SCP (and C-ECHO) the router listens with."""
+
+    ae_title: AETitle = DEFAULT_AE_TITLE
+    host: str = "0.0.0.0"
+    port: ListenPort = 11112
+    #: empty: any calling AE
+    allowed_calling_aes: Names = ()
+    #: UIDs (names resolved); empty: all storage SOP classes
+    sop_classes: Annotated[Names, _uids(_storage_sop_classes, "storage SOP class")] = ()
+    #: UIDs (names resolved); empty: all known
+    transfer_syntaxes: Annotated[Names, _uids(_transfer_syntaxes, "transfer syntax")] = ()
+    max_associations: PositiveInt = 10
+    #: 0: unlimited
+    max_pdu: int = 0
+
+
+class WatchConfig(ConfigModel):
+    """``[watch]``: a folder whose new files are routed, then removed."""
+
+    path: ConfigPathText
+    poll_seconds: PositiveFloat = 1.0
+
+
+def _model_name_or_path(model: str, info: ValidationInfo) -> str:
+    """A bundled model's name as given; a package folder relative to the config file."""
+    return str(from_config_folder(model, info)) if "/" in model or model.startswith(".") else model
+
+
+class ClassifierConfig(ConfigModel):
+    """``[classifier]``: the model and how instances are micro-batched through it."""
+
+    model: Annotated[str, AfterValidator(_model_name_or_path)]
+    backend: Literal["torch", "onnx", "auto"] = "torch"
+    batch_size: PositiveInt = 16
+    max_wait_ms: PositiveFloat = 50.0
+    threads: PositiveInt = 2
+
+
+class TagCorrectionConfig(ConfigModel):
+    """``[tag_correction]``: what destinations with ``correct_tags = true`` get corrected."""
+
+    body_part: bool = True
+    view_position: bool = True
+    #: the task whose label becomes ViewPosition, through label -> DICOM ViewPosition term
+    view_task: str = "view"
+    view_position_map: dict[str, str] = {}
+    private_block: bool = True
+
+
+# ---- destinations --------------------------------------------------------------------------------
+class DestinationConfig(ConfigModel):
+    """A ``[[destinations]]`` entry: what every kind has (retries, batching, tag correction)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    type: Literal["folder", "dicom", "stow"]
     correct_tags: bool = False
-    max_attempts: int = 5                  # per-instance failures before dead-letter
-    backoff_seconds: float = 1.0           # first retry delay; doubles per failure
-    max_backoff_seconds: float = 300.0
-    health_check_seconds: float = 30.0     # C-ECHO / HTTP probe period while unhealthy
-    batch_size: int = 32
-    # folder
-    path: str | None = None
-    # dicom
-    host: str | None = None
-    port: int | None = None
-    ae_title: str | None = None
-    calling_ae_title: str = "RADROUTE"
-    timeout_seconds: float = 30.0
-    # stow
-    url: str | None = None
-    username: str | None = None
-    password: str | None = None
-    token: str | None = None
-    verify_tls: bool | str = True          # False, True, or a CA bundle path
-    client_cert: str | None = None
-    client_key: str | None = None
-    health_url: str | None = None
+    #: per-instance failures before dead-letter
+    max_attempts: PositiveInt = 5
+    #: first retry delay; doubles per failure up to max_backoff_seconds
+    backoff_seconds: PositiveFloat = 1.0
+    max_backoff_seconds: PositiveFloat = 300.0
+    #: C-ECHO / HTTP probe period while unhealthy
+    health_check_seconds: PositiveFloat = 30.0
+    batch_size: PositiveInt = 32
+
+    @property
+    def needs_prediction(self) -> bool:
+        """Whether what it receives depends on the prediction (corrected tags)."""
+        return self.correct_tags
+
+
+class FolderDestinationConfig(DestinationConfig):
+    """``type = "folder"``: files written under ``path`` (a folder or a ``{...}`` template)."""
+
+    type: Literal["folder"]
+    path: ConfigPathText
 
     @property
     def needs_prediction(self) -> bool:
         """Corrected tags or a path template with ``{label_*}``/``{score_*}``/``{body_part}``."""
-        return self.correct_tags or bool(self.path and re.search(r"\{(label_|score_|body_part\})",
-                                                                 self.path))
+        return self.correct_tags or bool(re.search(r"\{(label_|score_|body_part\})", self.path))
 
 
-@dataclass
-class ScpConfig:
-    ae_title: str = "RADROUTE"
-    host: str = "0.0.0.0"
-    port: int = 11112
-    allowed_calling_aes: list[str] = field(default_factory=list)   # empty: any
-    sop_classes: list[str] = field(default_factory=list)           # UIDs; empty: all storage
-    transfer_syntaxes: list[str] = field(default_factory=list)     # UIDs; empty: all known
-    max_associations: int = 10
-    max_pdu: int = 0                                                # 0: unlimited
+class _NetworkDestinationConfig(DestinationConfig):
+    timeout_seconds: PositiveFloat = 30.0
 
 
-@dataclass
-class WatchConfig:
-    path: str
-    poll_seconds: float = 1.0
+class DicomDestinationConfig(_NetworkDestinationConfig):
+    """``type = "dicom"``: C-STORE to an AE."""
+
+    type: Literal["dicom"]
+    host: str
+    port: Port
+    ae_title: AETitle
+    calling_ae_title: AETitle = DEFAULT_AE_TITLE
 
 
-@dataclass
-class ClassifierConfig:
-    model: str
-    backend: str = "torch"
-    batch_size: int = 16
-    max_wait_ms: float = 50.0
-    threads: int = 2
+class StowDestinationConfig(_NetworkDestinationConfig):
+    """``type = "stow"``: STOW-RS to a DICOMweb server (basic auth or a bearer token; mTLS)."""
+
+    type: Literal["stow"]
+    url: Annotated[str, AfterValidator(_http_url)]
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    #: False, True, or a CA bundle path
+    verify_tls: bool | str = True
+    client_cert: str | None = None
+    client_key: str | None = None
+    health_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_login(self) -> StowDestinationConfig:
+        if self.token and self.username:
+            raise ValueError("give either username/password or token, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
 
 
-@dataclass
-class TagCorrectionConfig:
-    body_part: bool = True
-    view_position: bool = True
-    #: task whose label becomes ViewPosition, and label -> DICOM ViewPosition term
-    view_task: str = "view"
-    view_position_map: dict[str, str] = field(default_factory=dict)
-    private_block: bool = True
+_DESTINATION_CLASSES = {"folder": "FolderDestinationConfig", "dicom": "DicomDestinationConfig",
+                        "stow": "StowDestinationConfig"}
 
 
-@dataclass
-class RouterConfig:
-    spool: Path
-    destinations: dict[str, DestinationConfig]
-    rules: list[Rule]
-    decision: str = "instance"              # "instance" | "series"
-    series_quiet_seconds: float = 10.0
-    series_max_classified: int = 16
+def _destination_class(value: Any) -> str:
+    if isinstance(value, DestinationConfig):
+        return type(value).__name__
+    # an unknown or missing type: the base class reports it (its `type` lists the known ones)
+    return _DESTINATION_CLASSES.get(value.get("type") if isinstance(value, dict) else None,
+                                    "DestinationConfig")
+
+
+AnyDestinationConfig = Annotated[
+    Union[Annotated[FolderDestinationConfig, Tag("FolderDestinationConfig")],
+          Annotated[DicomDestinationConfig, Tag("DicomDestinationConfig")],
+          Annotated[StowDestinationConfig, Tag("StowDestinationConfig")],
+          Annotated[DestinationConfig, Tag("DestinationConfig")]],
+    Discriminator(_destination_class)]
+
+
+# ---- rules ---------------------------------------------------------------------------------------
+Conditions = Annotated[tuple[AnyCondition, ...], Strict(False)]
+
+
+class Rule(ConfigModel):
+    """A ``[[rules]]`` entry: its destinations get an instance when its conditions hold."""
+
+    name: str
+    destinations: Names = ()
+    all: Conditions = ()
+    any: Conditions = ()
+    default: bool = False
+
+    @model_validator(mode="after")
+    def _conditions_xor_default(self) -> Rule:
+        if not self.default and not self.all and not self.any:
+            raise ValueError("needs 'all' and/or 'any' conditions (or 'default = true')")
+        if self.default and (self.all or self.any):
+            raise ValueError("the default rule takes no conditions")
+        return self
+
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        """``all`` then ``any``."""
+        return self.all + self.any
+
+    @property
+    def needs_prediction(self) -> bool:
+        return any(c.needs_prediction for c in self.conditions)
+
+    def matches(self, tags: dict[str, str], prediction: Prediction | None) -> bool:
+        """``all`` conditions hold and, if there are ``any`` conditions, at least one does."""
+        return (all(c.matches(tags, prediction) for c in self.all)
+                and (not self.any or any(c.matches(tags, prediction) for c in self.any)))
+
+
+# ---- the whole file ------------------------------------------------------------------------------
+class RouterSettings(ConfigModel):
+    """``[router]``: the spool and how decisions are made and kept."""
+
+    spool: ConfigPath
+    decision: Literal["instance", "series"] = "instance"
+    series_quiet_seconds: PositiveFloat = 10.0
+    series_max_classified: PositiveInt = 16
     review_destination: str | None = None
     patient_hash_salt: str = ""
     resend_duplicates: bool = False
     keep_delivered: bool = False
-    journal_keep_days: float = 30.0
+    journal_keep_days: PositiveFloat = 30.0
+
+
+class _Sections(ConfigModel):
     scp: ScpConfig | None = None
     watch: WatchConfig | None = None
     classifier: ClassifierConfig | None = None
     tag_correction: TagCorrectionConfig | None = None
+
+
+class RouterConfig(RouterSettings, _Sections):
+    """The validated configuration: the ``[router]`` settings as attributes, the optional
+    sections (``None`` when absent), destinations by name and rules in order."""
+
+    destinations: dict[str, DestinationConfig]
+    rules: tuple[Rule, ...]
     source_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _classifier_if_needed(self) -> RouterConfig:
+        if self.needs_prediction and self.classifier is None:
+            what = ("a rule uses predictions" if any(r.needs_prediction for r in self.rules)
+                    else "review_destination, tag_correction or a {label_*} path template need predictions")
+            raise ValueError(f"{what} but there is no [classifier] section with a model")
+        return self
 
     @property
     def needs_prediction(self) -> bool:
@@ -156,324 +310,66 @@ class RouterConfig:
     @property
     def tag_keywords(self) -> set[str]:
         """DICOM keywords the rules and folder templates read."""
-        keys = {c.key for r in self.rules for c in r.all + r.any if c.kind == "tag" and c.key}
+        keys = {c.tag for r in self.rules for c in r.conditions if isinstance(c, TagCondition)}
         for d in self.destinations.values():
-            if d.path:
+            if isinstance(d, FolderDestinationConfig):
                 keys |= {k for k in re.findall(r"\{([A-Za-z]+)\}", d.path) if tag_for_keyword(k)}
         return keys
 
 
-# ---------------------------------------------------------------------------------------------
-class _Section:
-    """A TOML table being validated; every error names the full key path."""
+class _Document(_Sections):
+    """``router.toml`` as written; the cross-checks between its tables."""
 
-    def __init__(self, data: Any, where: str, source: Path | None):
-        self.where, self.source = where, source
-        if not isinstance(data, dict):
-            self.fail(f"expected a table, got {type(data).__name__}")
-        self.data = dict(data)
+    router: RouterSettings
+    destinations: Annotated[tuple[AnyDestinationConfig, ...], Strict(False)] = ()
+    rules: Annotated[tuple[Rule, ...], Strict(False)] = ()
 
-    def fail(self, message: str, key: str | None = None):
-        name = f"{self.where}.{key}" if key and self.where else (key or self.where or "config")
-        raise InvalidConfigError(f"{name}: {message}", self.source)
+    @model_validator(mode="after")
+    def _cross_checks(self) -> _Document:
+        names: set[str] = set()
+        for i, d in enumerate(self.destinations):
+            if d.name in names:
+                raise ProblemAt(("destinations", i, "name"), f"destination name {d.name!r} is used twice")
+            names.add(d.name)
+        if [r.default for r in self.rules].count(True) != 1 or not self.rules[-1].default:
+            raise ProblemAt(("rules",), "exactly one rule must have 'default = true', "
+                                        "and it must be the last rule")
+        for i, r in enumerate(self.rules):
+            for name in r.destinations:
+                if name not in names:
+                    defined = ", ".join(d.name for d in self.destinations) or "none"
+                    raise ProblemAt(("rules", i, "destinations"),
+                                    f"unknown destination {name!r}; defined: {defined}")
+        review = self.router.review_destination
+        if review is not None and review not in names:
+            raise ProblemAt(("router", "review_destination"), f"unknown destination {review!r}")
+        return self
 
-    def get(self, key: str, kind: type | tuple, default: Any = None, required: bool = False):
-        if key not in self.data:
-            if required:
-                self.fail("required key is missing", key)
-            return default
-        value = self.data.pop(key)
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if bool not in kinds and isinstance(value, bool) or not isinstance(value, kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            self.fail(f"expected {names}, got {value!r}", key)
-        return value
-
-    def str_list(self, key: str) -> list[str]:
-        value = self.get(key, (list, str), [])
-        value = [value] if isinstance(value, str) else value
-        if not all(isinstance(v, str) for v in value):
-            self.fail("expected a list of strings", key)
-        return value
-
-    def positive(self, key: str, kind: type, default: Any):
-        value = self.get(key, kind, default)
-        if value is not None and value <= 0:
-            self.fail(f"must be > 0, got {value}", key)
-        return value
-
-    def done(self):
-        if self.data:
-            self.fail(f"unknown key(s): {', '.join(sorted(self.data))}")
+    def config(self, source: Path | None) -> RouterConfig:
+        """The :class:`RouterConfig` of this document (read from ``source``)."""
+        return RouterConfig(**dict(self.router), **{k: getattr(self, k) for k in _Sections.model_fields},
+                            destinations={d.name: d for d in self.destinations}, rules=self.rules,
+                            source_path=source)
 
 
-def _storage_sop_classes() -> dict[str, str]:
-    from pynetdicom import AllStoragePresentationContexts
-
-    return {cx.abstract_syntax: UID(cx.abstract_syntax).name for cx in AllStoragePresentationContexts}
-
-
-def _resolve_uid(value: str, known: dict[str, str], what: str, sec: _Section, key: str) -> str:
-    """A UID or its name (``CT Image Storage``, ``JPEG 2000 Image Compression``) -> the UID."""
-    if value in known:
-        return value
-    by_name = {n.lower(): u for u, n in known.items()}
-    if value.lower() in by_name:
-        return by_name[value.lower()]
-    sec.fail(f"unknown {what} {value!r} (give its UID or its name, e.g. {next(iter(known.values()))!r})",
-             key)
-    raise AssertionError
-
-
-def _parse_condition(data: Any, where: str, source: Path | None) -> Condition:
-    sec = _Section(data, where, source)
-    negate = sec.get("not", bool, False)
-    if "tag" in sec.data:
-        key = sec.get("tag", str)
-        if not tag_for_keyword(key):
-            sec.fail(f"unknown DICOM keyword {key!r} (use keywords such as 'Modality', "
-                     "'BodyPartExamined', 'SOPClassUID', 'SeriesDescription')", "tag")
-        ops = [op for op in TAG_OPS if op in sec.data]
-        if len(ops) != 1:
-            sec.fail(f"a tag condition needs exactly one of {', '.join(TAG_OPS)}")
-        cond = _value_condition(sec, "tag", key, negate)
-    elif "label" in sec.data or "min_score" in sec.data or "max_score" in sec.data:
-        task = sec.get("task", str, None)
-        label = sec.get("label", (str, list))
-        labels = tuple([label] if isinstance(label, str) else label) if label is not None else None
-        cond = Condition("label", task, values=labels,
-                         min_score=sec.get("min_score", float, None),
-                         max_score=sec.get("max_score", float, None), negate=negate)
-        for s in (cond.min_score, cond.max_score):
-            if s is not None and not 0.0 <= s <= 1.0:
-                sec.fail(f"scores are probabilities in [0, 1], got {s}")
-    elif "abstained" in sec.data:
-        cond = Condition("abstained", sec.get("task", str, None),
-                         abstained=sec.get("abstained", bool), negate=negate)
-    elif "body_part" in sec.data or "tag_body_part" in sec.data:
-        kind = "body_part" if "body_part" in sec.data else "tag_body_part"
-        value = sec.get(kind, (str, list))
-        values = tuple([value] if isinstance(value, str) else value)
-        from radroute.vocab import BODY_PARTS
-
-        bad = [v for v in values if v not in BODY_PARTS]
-        if bad:
-            sec.fail(f"not in the body-part vocabulary: {bad}; use one of {', '.join(BODY_PARTS)}",
-                     kind)
-        cond = Condition(kind, values=values, negate=negate)
-    else:
-        sec.fail("a condition needs 'tag', 'label'/'min_score', 'abstained', 'body_part' "
-                 "or 'tag_body_part'")
-        raise AssertionError
-    sec.done()
-    return cond
-
-
-def _value_condition(sec: _Section, kind: str, key: str, negate: bool) -> Condition:
-    if "equals" in sec.data:
-        return Condition(kind, key, equals=str(sec.get("equals", (str, int, float))), negate=negate)
-    if "in" in sec.data:
-        return Condition(kind, key, values=tuple(sec.str_list("in")), negate=negate)
-    if "contains" in sec.data:
-        return Condition(kind, key, contains=sec.get("contains", str), negate=negate)
-    if "matches" in sec.data:
-        text = sec.get("matches", str)
-        try:
-            return Condition(kind, key, pattern=re.compile(text, re.IGNORECASE), negate=negate)
-        except re.error as exc:
-            sec.fail(f"invalid regular expression {text!r}: {exc}", "matches")
-    return Condition(kind, key, exists=sec.get("exists", bool), negate=negate)
-
-
-def _parse_rule(data: Any, index: int, source: Path | None) -> Rule:
-    sec = _Section(data, f"rules[{index}]", source)
-    name = sec.get("name", str, f"rule-{index}")
-    sec.where = f"rules[{index}] ({name})"
-    destinations = tuple(sec.str_list("destinations"))
-    default = sec.get("default", bool, False)
-    conds = {}
-    for key in ("all", "any"):
-        items = sec.get(key, list, [])
-        conds[key] = tuple(_parse_condition(c, f"{sec.where}.{key}[{i}]", source)
-                           for i, c in enumerate(items))
-    if not default and not conds["all"] and not conds["any"]:
-        sec.fail("needs 'all' and/or 'any' conditions (or 'default = true')")
-    if default and (conds["all"] or conds["any"]):
-        sec.fail("the default rule takes no conditions")
-    sec.done()
-    return Rule(name, destinations, conds["all"], conds["any"], default)
-
-
-def _parse_destination(data: Any, index: int, source: Path | None) -> DestinationConfig:
-    sec = _Section(data, f"destinations[{index}]", source)
-    name = sec.get("name", str, required=True)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        sec.fail(f"use letters, digits, '_', '.', '-' only, got {name!r}", "name")
-    sec.where = f"destinations[{index}] ({name})"
-    kind = sec.get("type", str, required=True)
-    if kind not in ("folder", "dicom", "stow"):
-        sec.fail(f"must be 'folder', 'dicom' or 'stow', got {kind!r}", "type")
-    d = DestinationConfig(
-        name=name, type=kind,
-        correct_tags=sec.get("correct_tags", bool, False),
-        max_attempts=sec.positive("max_attempts", int, 5),
-        backoff_seconds=sec.positive("backoff_seconds", float, 1.0),
-        max_backoff_seconds=sec.positive("max_backoff_seconds", float, 300.0),
-        health_check_seconds=sec.positive("health_check_seconds", float, 30.0),
-        batch_size=sec.positive("batch_size", int, 32),
-    )
-    if kind == "folder":
-        d.path = sec.get("path", str, required=True)
-    elif kind == "dicom":
-        d.host = sec.get("host", str, required=True)
-        d.port = sec.get("port", int, required=True)
-        if not 0 < d.port < 65536:
-            sec.fail(f"not a TCP port: {d.port}", "port")
-        d.ae_title = _ae(sec, "ae_title", required=True)
-        d.calling_ae_title = _ae(sec, "calling_ae_title", default="RADROUTE")
-        d.timeout_seconds = sec.positive("timeout_seconds", float, 30.0)
-    else:
-        d.url = sec.get("url", str, required=True)
-        if not d.url.startswith(("http://", "https://")):
-            sec.fail(f"must start with http:// or https://, got {d.url!r}", "url")
-        d.username = sec.get("username", str, None)
-        d.password = sec.get("password", str, None)
-        d.token = sec.get("token", str, None)
-        if d.token and d.username:
-            sec.fail("give either username/password or token, not both")
-        if (d.username is None) != (d.password is None):
-            sec.fail("username and password go together")
-        d.verify_tls = sec.get("verify_tls", (bool, str), True)
-        d.client_cert = sec.get("client_cert", str, None)
-        d.client_key = sec.get("client_key", str, None)
-        d.health_url = sec.get("health_url", str, None)
-        d.timeout_seconds = sec.positive("timeout_seconds", float, 30.0)
-    sec.done()
-    return d
-
-
-def _ae(sec: _Section, key: str, default: str | None = None, required: bool = False) -> str:
-    value = sec.get(key, str, default, required=required)
-    if value is not None and not (0 < len(value) <= 16 and value.isascii() and "\\" not in value
-                                  and value.strip()):
-        sec.fail(f"an AE title is 1-16 ASCII characters without backslash, got {value!r}", key)
-    return value
-
-
-def _parse_scp(data: Any, source: Path | None) -> ScpConfig:
-    sec = _Section(data, "scp", source)
-    scp = ScpConfig(
-        ae_title=_ae(sec, "ae_title", default="RADROUTE"),
-        host=sec.get("host", str, "0.0.0.0"),
-        port=sec.get("port", int, 11112),
-        max_associations=sec.positive("max_associations", int, 10),
-        max_pdu=sec.get("max_pdu", int, 0),
-    )
-    if not 0 <= scp.port < 65536:
-        sec.fail(f"not a TCP port: {scp.port}", "port")
-    scp.allowed_calling_aes = sec.str_list("allowed_calling_aes")
-    storage = _storage_sop_classes()
-    scp.sop_classes = [_resolve_uid(v, storage, "storage SOP class", sec, "sop_classes")
-                       for v in sec.str_list("sop_classes")]
-    syntaxes = {str(u): u.name for u in AllTransferSyntaxes}
-    scp.transfer_syntaxes = [_resolve_uid(v, syntaxes, "transfer syntax", sec, "transfer_syntaxes")
-                             for v in sec.str_list("transfer_syntaxes")]
-    sec.done()
-    return scp
+def _name_rules(data: Any) -> Any:
+    """Unnamed rules are called ``rule-<index>`` (in decisions and in messages)."""
+    rules = data.get("rules") if isinstance(data, dict) else None
+    if not isinstance(rules, list):
+        return data
+    return {**data, "rules": [{"name": f"rule-{i}", **r} if isinstance(r, dict) else r
+                              for i, r in enumerate(rules)]}
 
 
 def parse_config(data: dict, source: Path | None = None) -> RouterConfig:
-    """Validate a decoded TOML document into a :class:`RouterConfig`."""
-    top = _Section(data, "", source)
+    """Validate a decoded TOML document into a :class:`RouterConfig`; relative paths are taken
+    relative to ``source``'s folder (or the working folder)."""
+    data = _name_rules(data)
     base = source.parent if source else Path.cwd()
-
-    router = _Section(top.get("router", dict, {}), "router", source)
-    spool = Path(router.get("spool", str, required=True)).expanduser()
-    spool = spool if spool.is_absolute() else base / spool
-    decision = router.get("decision", str, "instance")
-    if decision not in ("instance", "series"):
-        router.fail(f"must be 'instance' or 'series', got {decision!r}", "decision")
-
-    destinations: dict[str, DestinationConfig] = {}
-    for i, d in enumerate(top.get("destinations", list, [])):
-        dest = _parse_destination(d, i, source)
-        if dest.name in destinations:
-            top.fail(f"destination name {dest.name!r} is used twice", f"destinations[{i}].name")
-        if dest.type == "folder" and not Path(dest.path).expanduser().is_absolute():
-            dest.path = str(base / dest.path)
-        destinations[dest.name] = dest
-
-    rules = [_parse_rule(r, i, source) for i, r in enumerate(top.get("rules", list, []))]
-    defaults = [i for i, r in enumerate(rules) if r.default]
-    if len(defaults) != 1 or defaults[0] != len(rules) - 1:
-        top.fail("exactly one rule must have 'default = true', and it must be the last rule",
-                 "rules")
-    for i, r in enumerate(rules):
-        for name in r.destinations:
-            if name not in destinations:
-                top.fail(f"unknown destination {name!r}; defined: {', '.join(destinations) or 'none'}",
-                         f"rules[{i}] ({r.name}).destinations")
-
-    cfg = RouterConfig(
-        spool=spool, destinations=destinations, rules=rules, decision=decision,
-        series_quiet_seconds=router.positive("series_quiet_seconds", float, 10.0),
-        series_max_classified=router.positive("series_max_classified", int, 16),
-        review_destination=router.get("review_destination", str, None),
-        patient_hash_salt=router.get("patient_hash_salt", str, ""),
-        resend_duplicates=router.get("resend_duplicates", bool, False),
-        keep_delivered=router.get("keep_delivered", bool, False),
-        journal_keep_days=router.positive("journal_keep_days", float, 30.0),
-        source_path=source,
-    )
-    router.done()
-    if cfg.review_destination is not None and cfg.review_destination not in destinations:
-        top.fail(f"unknown destination {cfg.review_destination!r}", "router.review_destination")
-
-    if "scp" in top.data:
-        cfg.scp = _parse_scp(top.get("scp", dict), source)
-    if "watch" in top.data:
-        sec = _Section(top.get("watch", dict), "watch", source)
-        path = Path(sec.get("path", str, required=True)).expanduser()
-        cfg.watch = WatchConfig(str(path if path.is_absolute() else base / path),
-                                sec.positive("poll_seconds", float, 1.0))
-        sec.done()
-    if "classifier" in top.data:
-        sec = _Section(top.get("classifier", dict), "classifier", source)
-        cfg.classifier = ClassifierConfig(
-            model=sec.get("model", str, required=True),
-            backend=sec.get("backend", str, "torch"),
-            batch_size=sec.positive("batch_size", int, 16),
-            max_wait_ms=sec.positive("max_wait_ms", float, 50.0),
-            threads=sec.positive("threads", int, 2),
-        )
-        if cfg.classifier.backend not in ("torch", "onnx", "auto"):
-            sec.fail(f"must be 'torch', 'onnx' or 'auto', got {cfg.classifier.backend!r}", "backend")
-        model = cfg.classifier.model
-        if ("/" in model or model.startswith(".")) and not Path(model).expanduser().is_absolute():
-            cfg.classifier.model = str(base / model)
-        sec.done()
-    if "tag_correction" in top.data:
-        sec = _Section(top.get("tag_correction", dict), "tag_correction", source)
-        vp_map = sec.get("view_position_map", dict, {})
-        if not all(isinstance(v, str) for v in vp_map.values()):
-            sec.fail("values must be DICOM ViewPosition terms (strings)", "view_position_map")
-        cfg.tag_correction = TagCorrectionConfig(
-            body_part=sec.get("body_part", bool, True),
-            view_position=sec.get("view_position", bool, True),
-            view_task=sec.get("view_task", str, "view"),
-            view_position_map=vp_map,
-            private_block=sec.get("private_block", bool, True),
-        )
-        sec.done()
-    top.done()
-
-    if cfg.needs_prediction and cfg.classifier is None:
-        what = ("a rule uses predictions" if any(r.needs_prediction for r in rules)
-                else "review_destination, tag_correction or a {label_*} path template need predictions")
-        top.fail(f"{what} but there is no [classifier] section with a model")
-    return cfg
+    try:
+        return _Document.model_validate(data, context={"base": base}).config(source)
+    except ValidationError as exc:
+        raise InvalidConfigError(error_message(exc, data), source) from exc
 
 
 def load_config(path: str | Path) -> RouterConfig:
@@ -489,3 +385,8 @@ def load_config(path: str | Path) -> RouterConfig:
         raise InvalidConfigError(f"not valid TOML: {exc}", path) from exc
     return parse_config(data, path.resolve())
 
+
+__all__ = ["AETitle", "AnyDestinationConfig", "ClassifierConfig", "DestinationConfig",
+           "DicomDestinationConfig", "FolderDestinationConfig", "ListenPort", "Port", "RouterConfig",
+           "RouterSettings", "Rule", "ScpConfig", "StowDestinationConfig", "TagCorrectionConfig",
+           "WatchConfig", "load_config", "parse_config"]

@@ -29,7 +29,7 @@ from radroute.routing.ingest import file_bytes_with_meta, has_complete_meta, rea
 from radroute.routing.journal import Journal
 from radroute.routing.logs import hash_patient, log_event
 from radroute.routing.net import configure_pynetdicom
-from radroute.routing.rules import Decision, tags_from_dataset
+from radroute.routing.rules import Decision, tags_from_dataset, validate_rules_against_tasks
 from radroute.routing.series import Pending, SeriesCollector, SeriesGroup
 from radroute.routing.spool import Spool
 from radroute.routing.tagfix import disagreement
@@ -37,23 +37,7 @@ from radroute.routing.tagfix import disagreement
 
 def check_model_against_rules(cfg: RouterConfig, classifier: Classifier) -> None:
     """Label conditions must name tasks and classes the model has (checked at start)."""
-    tasks = classifier.tasks
-    if not tasks:
-        return
-    for rule in cfg.rules:
-        for cond in rule.all + rule.any:
-            if cond.kind not in ("label", "abstained") or (cond.key is None and cond.values is None):
-                continue
-            if cond.key is not None and cond.key not in tasks:
-                raise InvalidConfigError(
-                    f"rule {rule.name!r}: the model {classifier.name!r} has no task {cond.key!r} "
-                    f"(tasks: {', '.join(tasks)})", cfg.source_path)
-            classes = tasks[cond.key] if cond.key else sorted({c for cs in tasks.values() for c in cs})
-            bad = [v for v in cond.values or () if v not in classes]
-            if bad:
-                raise InvalidConfigError(
-                    f"rule {rule.name!r}: unknown label(s) {bad} for task {cond.key or 'any'!r} "
-                    f"of model {classifier.name!r} (classes: {', '.join(classes)})", cfg.source_path)
+    validate_rules_against_tasks(cfg, classifier.tasks, classifier.name)
 
 
 def summary(prediction: Prediction | None) -> dict | None:
