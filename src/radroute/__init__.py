@@ -2,7 +2,7 @@
 
 Data flows through the sub-packages in this order::
 
-    io -> data -> models -> training -> evaluation -> inference -> routing -> cli
+    io -> data -> models -> inference -> evaluation -> training -> routing -> web -> cli
 """
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from radroute.errors import RadrouteError  # noqa: E402
 from radroute.vocab import BODY_PARTS  # noqa: E402
 
 
-def load_model(name_or_path: str, **kwargs):
-    """Load a bundled model (by name) or a model package (a directory) as a predictor."""
+def load_model(name_or_path: str = "auto", **kwargs):
+    """A predictor for a bundled model name, a package folder, an ``.onnx`` file or ``"auto"``
+    (see :func:`radroute.inference.load_model`)."""
     from radroute.inference import load_model as _load
 
     return _load(name_or_path, **kwargs)
