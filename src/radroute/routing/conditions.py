@@ -220,24 +220,23 @@ def tag_operator(value: Any) -> str | None:
     return ops[0].__name__ if len(ops) == 1 else None
 
 
-AnyTagCondition = Annotated[
-    Union[Annotated[TagEquals, Tag("TagEquals")],
-          Annotated[TagIn, Tag("TagIn")],
-          Annotated[TagContains, Tag("TagContains")],
-          Annotated[TagMatches, Tag("TagMatches")],
-          Annotated[TagExists, Tag("TagExists")]],
-    Discriminator(tag_operator, custom_error_type="tag_operator", custom_error_message=(
-        f"a tag condition needs exactly one of {', '.join(TAG_OPERATORS)}"))]
+def _tagged_union(members: dict[str, Any], pick, error_type: str, message: str) -> Any:
+    """A pydantic union of ``members`` (tag -> type) chosen by the callable ``pick``."""
+    union = Union[tuple(Annotated[t, Tag(tag)] for tag, t in members.items())]  # type: ignore[valid-type]
+    return Annotated[union, Discriminator(pick, custom_error_type=error_type,
+                                          custom_error_message=message)]
+
+
+AnyTagCondition = _tagged_union(
+    {cls.__name__: cls for cls in (TagEquals, TagIn, TagContains, TagMatches, TagExists)}, tag_operator,
+    "tag_operator", f"a tag condition needs exactly one of {', '.join(TAG_OPERATORS)}")
 
 #: a condition table, validated as the class its keys pick
-AnyCondition = Annotated[
-    Union[Annotated[AnyTagCondition, Tag("TagCondition")],
-          Annotated[LabelCondition, Tag("LabelCondition")],
-          Annotated[AbstainedCondition, Tag("AbstainedCondition")],
-          Annotated[BodyPartCondition, Tag("BodyPartCondition")],
-          Annotated[TagBodyPartCondition, Tag("TagBodyPartCondition")]],
-    Discriminator(condition_kind, custom_error_type="condition_kind", custom_error_message=(
-        "a condition needs 'tag', 'label'/'min_score', 'abstained', 'body_part' or 'tag_body_part'"))]
+AnyCondition = _tagged_union(
+    {"TagCondition": AnyTagCondition, "LabelCondition": LabelCondition,
+     "AbstainedCondition": AbstainedCondition, "BodyPartCondition": BodyPartCondition,
+     "TagBodyPartCondition": TagBodyPartCondition}, condition_kind,
+    "condition_kind", "a condition needs 'tag', 'label'/'min_score', 'abstained', 'body_part' or 'tag_body_part'")
 
 __all__ = ["AbstainedCondition", "AnyCondition", "AnyTagCondition", "BodyPartCondition", "Condition",
            "LabelCondition", "TagBodyPartCondition", "TagCondition", "TagContains", "TagEquals",
