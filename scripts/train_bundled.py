@@ -3,27 +3,35 @@
 
     nice -n 10 .venv/bin/python scripts/train_bundled.py ct-mr-region chest-view ct-organ
 
-Each model is trained with radroute's own pieces: the dataset sources, preprocessing cache,
-splits and augmentation of :mod:`radroute.data`, the models of :mod:`radroute.models`, the
-training loop of :mod:`radroute.training` (fixed schedule, no epoch picked on validation, so
-the validation figures are not tuned on), metrics with confidence intervals from
-:mod:`radroute.evaluation` and the abstention calibration of :mod:`radroute.training`.
-It writes ``src/radroute/models/bundled/<name>/`` (radroute.json, weights.safetensors,
-model.onnx, MODEL_CARD.md; chest-view also its split file ``split.csv``).
+Each model is a :class:`radroute.training.TrainJob` run by :func:`radroute.training.run`, as
+``radroute train`` runs one: its data (a manifest from the shared sets, :data:`SPECS`), a fixed
+schedule with the last epoch kept (no epoch picked on validation, so the validation figures are
+not tuned on), metrics with confidence intervals and per-task abstention targets. The run
+(log, checkpoints) stays in ``runs/<dest>/<name>``; the package is installed into
+``src/radroute/models/bundled/<name>/`` (radroute.json, weights.safetensors, model.onnx,
+MODEL_CARD.md; chest-view also its split file ``split.csv``).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from radroute.data import Manifest, ensure_splits, load_shared
+from radroute.models import ModelPackage
+from radroute.models.package import CONFIG_NAME, WEIGHTS_NAME
+from radroute.training import TrainJob, run
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "src" / "radroute" / "models" / "bundled"
@@ -34,36 +42,56 @@ MEDPIX_REGION = {
 }
 
 
+def medpix_region(package_dir: Path) -> Manifest:
+    """MedPix 2.0 images: modality and body region (the given train/dev splits)."""
+    m = load_shared("medpix2", label_columns={"modality": "modality", "region": "location_category"})
+    samples = [replace(s, labels={**s.labels, "region": MEDPIX_REGION[s.labels["region"]]}
+                       if "region" in s.labels else s.labels) for s in m.samples]
+    return Manifest(samples, {"modality": ["CT", "MR"], "region": list(MEDPIX_REGION.values())},
+                    root=m.root, origin=m.origin)
+
+
+def chest_views(package_dir: Path) -> Manifest:
+    """Chest radiographs, frontal or lateral: no split column, so patient-grouped splits
+    stratified by view, saved beside the model (``split.csv``)."""
+    m = load_shared("chest_views")
+    m = Manifest(m.samples, {"view": ["frontal", "lateral"]}, root=m.root, origin=m.origin)
+    return ensure_splits(m, package_dir / "split.csv", fractions=(0.7, 0.3, 0.0), seed=0,
+                         stratify_task="view", keep_given=False)
+
+
+def organamnist(package_dir: Path) -> Manifest:
+    """OrganAMNIST's official train/val splits."""
+    return load_shared("organamnist", task="organ")
+
+
 @dataclass
 class Spec:
-    """How one bundled model is made."""
+    """How one bundled model is made: its data, its :class:`~radroute.training.TrainJob` fields
+    and what its model card says."""
 
-    source: str                       # radroute.data shared-set name
-    architecture: str
-    size: int
-    window: str
-    augment: str                      # radroute.data.augment preset
-    epochs: int
-    batch_size: int = 64
-    lr: float | None = None
-    arch_kwargs: dict[str, Any] = field(default_factory=dict)
-    jitter: bool = True               # brightness/contrast jitter on top of the preset
-    balance_task: str | None = None   # draw this task's classes equally often
-    abstain_target: dict[str, float] = field(default_factory=dict)
-    body_part_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    source: str                           # radroute.data shared-set name
+    manifest: Callable[[Path], Manifest]  # labelled samples with train/val splits (arg: the package folder)
+    job: dict[str, Any]                   # TrainJob fields on top of COMMON
+    jitter: bool = True                   # brightness/contrast jitter on top of the augmentation preset
     licence: str = ""
     description: str = ""
-    selection: str = ""               # how this configuration was chosen, when validation played a part
+    selection: str = ""                   # how this configuration was chosen, when validation played a part
 
+
+#: every bundled model: Adam with its cosine schedule for a fixed number of epochs, the last
+#: epoch kept (validation only measures), seed 0
+COMMON: dict[str, Any] = {"optimizer": "adam", "patience": 0, "select_on_val": False, "seed": 0, "workers": 0}
 
 SPECS: dict[str, Spec] = {
     "ct-mr-region": Spec(
-        source="medpix2", architecture="menkovski2015", size=64, window="soft_tissue",
-        arch_kwargs={"blocks": [[16, 8], [32, 16], [64, 64, 32], [128, 128, 64]], "dense": 128},
-        augment="menkovski2015", epochs=40, batch_size=32, lr=1e-3,
-        abstain_target={"modality": 0.97, "region": 0.9},
-        body_part_map={"region": {"head": "head", "thorax": "chest", "abdomen": "abdomen",
-                                  "genitourinary": "pelvis", "spine_musculoskeletal": "spine"}},
+        source="medpix2", manifest=medpix_region,
+        job={"arch": "menkovski2015", "size": 64, "window": "soft_tissue",
+             "arch_kwargs": {"blocks": [[16, 8], [32, 16], [64, 64, 32], [128, 128, 64]], "dense": 128},
+             "augment": "menkovski2015", "epochs": 40, "batch_size": 32, "lr": 1e-3,
+             "abstain_target": {"modality": 0.97, "region": 0.9},
+             "body_part_map": {"region": {"head": "head", "thorax": "chest", "abdomen": "abdomen",
+                                          "genitourinary": "pelvis", "spine_musculoskeletal": "spine"}}},
         licence="MedPix 2.0 (NLM MedPix teaching images via Siragusa et al. 2025): no licence "
                 "file; research use, cite the source.",
         description="Modality (CT or MR) and body region of a CT or MR image.",
@@ -73,57 +101,28 @@ SPECS: dict[str, Spec] = {
                   "at 64 px (modality 0.92, region 0.68; 4x slower) and this half-width one "
                   "(modality 0.93, region 0.66), so the figures below are slightly optimistic."),
     "chest-view": Spec(
-        source="chest_views", architecture="mobilenetv3_small_100", size=128, window="auto",
-        augment="menkovski2015", epochs=40, lr=1e-3, balance_task="view", abstain_target={"view": 0.99},
-        body_part_map={"view": {"frontal": "chest", "lateral": "chest"}},
+        source="chest_views", manifest=chest_views,
+        job={"arch": "mobilenetv3_small_100", "size": 128, "window": "auto", "augment": "menkovski2015",
+             "epochs": 40, "lr": 1e-3, "balance": "view", "abstain_target": {"view": 0.99},
+             "body_part_map": {"view": {"frontal": "chest", "lateral": "chest"}}},
         licence="covid-chestxray-dataset images under per-image licences, many CC BY-NC-SA / "
                 "CC BY-NC-ND: the weights are for non-commercial research use only.",
         description="View of a chest radiograph: frontal (PA/AP) or lateral."),
     "ct-organ": Spec(
-        source="organamnist", architecture="roth2015", size=28, window="abdomen",
-        augment="roth2015", epochs=8, batch_size=128, lr=1e-3, abstain_target={"organ": 0.98},
-        body_part_map={"organ": {
-            "bladder": "pelvis", "femur-left": "pelvis", "femur-right": "pelvis", "heart": "chest",
-            "kidney-left": "abdomen", "kidney-right": "abdomen", "liver": "abdomen",
-            "lung-left": "chest", "lung-right": "chest", "pancreas": "abdomen", "spleen": "abdomen"}},
+        source="organamnist", manifest=organamnist,
+        job={"arch": "roth2015", "size": 28, "window": "abdomen", "augment": "roth2015", "epochs": 8,
+             "batch_size": 128, "lr": 1e-3, "abstain_target": {"organ": 0.98},
+             "body_part_map": {"organ": {
+                 "bladder": "pelvis", "femur-left": "pelvis", "femur-right": "pelvis", "heart": "chest",
+                 "kidney-left": "abdomen", "kidney-right": "abdomen", "liver": "abdomen",
+                 "lung-left": "chest", "lung-right": "chest", "pancreas": "abdomen", "spleen": "abdomen"}}},
         licence="OrganAMNIST (MedMNIST v3) CC BY 4.0, from LiTS: cite MedMNIST v2 and LiTS.",
         description="Organ in a 28x28 axial CT crop around one organ (OrganAMNIST)."),
 }
 
-
-def manifest_for(name: str, out_dir: Path):
-    """The labelled samples with train/val splits of a bundled model."""
-    from radroute.data.manifest import Manifest
-    from radroute.data.sources import load_shared
-    from radroute.data.splits import ensure_splits
-
-    if name == "ct-mr-region":
-        m = load_shared("medpix2", label_columns={"modality": "modality", "region": "location_category"})
-        samples = [replace(s, labels={**s.labels, "region": MEDPIX_REGION[s.labels["region"]]}
-                           if "region" in s.labels else s.labels) for s in m.samples]
-        return Manifest(samples, {"modality": ["CT", "MR"], "region": list(MEDPIX_REGION.values())},
-                        root=m.root, origin=m.origin)
-    if name == "chest-view":
-        m = load_shared("chest_views")
-        m = Manifest(m.samples, {"view": ["frontal", "lateral"]}, root=m.root, origin=m.origin)
-        # no split column: patient-grouped, stratified by view, saved beside the model
-        return ensure_splits(m, out_dir / "split.csv", fractions=(0.7, 0.3, 0.0), seed=0,
-                             stratify_task="view", keep_given=False)
-    m = load_shared("organamnist", task="organ")
-    return m
-
-
-def augmentation(spec: Spec):
-    from torchvision.transforms import v2
-
-    from radroute.data.augment import build_augmentation
-
-    aug = build_augmentation(spec.augment, spec.size)
-    if not spec.jitter:
-        return aug
-    # MedPix / journal JPEGs come with many windows and contrasts: make the model indifferent
-    return v2.Compose([aug, v2.RandomApply([v2.ColorJitter(brightness=0.25, contrast=0.35)], p=0.8),
-                       _Clamp01()])
+#: command-line overrides -> TrainJob fields
+OVERRIDES = {"epochs": "epochs", "size": "size", "architecture": "arch", "batch_size": "batch_size",
+             "arch_kwargs": "arch_kwargs", "max_train_samples": "max_train_samples"}
 
 
 class _Clamp01(torch.nn.Module):
@@ -131,98 +130,83 @@ class _Clamp01(torch.nn.Module):
         return x.clamp(0.0, 1.0)
 
 
-def validation_metrics(logits: np.ndarray, y: np.ndarray, tasks: dict, spec: Spec) -> tuple[dict, dict]:
-    """radroute.training's validation summary, with this model's per-task abstention targets."""
-    from radroute.training.calibration import abstention_threshold
-    from radroute.training.package_metrics import task_probabilities, validation_summary
+def jitter() -> torch.nn.Module:
+    """MedPix / journal JPEGs come with many windows and contrasts: make the model indifferent."""
+    from torchvision.transforms import v2
 
-    metrics, thresholds = validation_summary(logits, y, tasks)
-    probs = task_probabilities(logits, tasks)
-    for col, task in enumerate(tasks):
-        mask = y[:, col] >= 0
-        abst = abstention_threshold(probs[task][mask], y[mask, col], spec.abstain_target.get(task, 0.99))
-        metrics[task]["abstention"], thresholds[task] = abst, abst["threshold"]
-    return metrics, thresholds
+    return v2.Compose([v2.RandomApply([v2.ColorJitter(brightness=0.25, contrast=0.35)], p=0.8), _Clamp01()])
 
 
-def recalibrate(package, spec: Spec) -> None:
+def split_counts(manifest: Manifest) -> dict[str, dict[str, dict[str, int]]]:
+    """Per split and task, the number of images of each class."""
+    return {s: {t: manifest.subset(np.flatnonzero([x.split == s for x in manifest.samples])).class_counts(t)
+                for t in manifest.tasks} for s in ("train", "val")}
+
+
+def command_of(name: str, dest: Path, overrides: dict[str, Any]) -> str:
+    """The command line that makes this package again."""
+    command = f"nice -n 10 .venv/bin/python scripts/train_bundled.py {name}"
+    if dest != BUNDLED:
+        command += f" --dest {dest}"
+    return command + "".join(f" --{k.replace('_', '-')} {json.dumps(v) if isinstance(v, dict) else v}"
+                             for k, v in overrides.items())
+
+
+def job_for(name: str, dest: Path, threads: int, progress: bool, **overrides: Any) -> TrainJob:
+    """The training job of a bundled model; the package is trained in ``runs/`` and installed
+    into ``dest/name``, where the manifest may save its split file."""
+    spec = SPECS[name]
+    fields = {**COMMON, **spec.job}
+    given = {k: v for k, v in overrides.items() if v is not None and v != fields.get(OVERRIDES[k])}
+    fields.update({OVERRIDES[k]: v for k, v in given.items()})
+    package_dir = dest / name
+    package_dir.mkdir(parents=True, exist_ok=True)
+    manifest = spec.manifest(package_dir)
+    return TrainJob(
+        data=manifest, out=REPO / "runs" / dest.name / name, name=name, threads=threads, cache_workers=threads,
+        progress=progress, extra_augment=jitter() if spec.jitter else None, command=command_of(name, dest, given),
+        training={"source": spec.source, "licence": spec.licence, "description": spec.description,
+                  "split_counts": split_counts(manifest), "jitter": spec.jitter,
+                  "split_file": "split.csv" if (package_dir / "split.csv").exists() else None,
+                  "torch": torch.__version__},
+        **fields)
+
+
+def install(package: ModelPackage, dest: Path) -> ModelPackage:
+    """Copy the package (config and weights) into ``dest`` and export ``model.onnx`` beside it."""
+    from radroute.inference.onnx import ONNX_BESIDE, export_onnx
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for file in (CONFIG_NAME, WEIGHTS_NAME):
+        shutil.copy2(package.path / file, dest / file)
+    installed = ModelPackage.load(dest)
+    export_onnx(installed, dest / ONNX_BESIDE)
+    return installed
+
+
+def train(name: str, threads: int, progress: bool, dest: Path = BUNDLED, **overrides: Any) -> Path:
+    t0 = time.time()
+    package = install(run(job_for(name, dest, threads, progress, **overrides)), dest / name)
+    write_model_card(package, SPECS[name])
+    print(f"{name}: done in {time.time() - t0:.0f} s -> {package.path}", file=sys.stderr)
+    return package.path
+
+
+def recalibrate(package: ModelPackage, spec: Spec) -> None:
     """Recompute the validation metrics and abstention thresholds of a saved package (its
     weights unchanged) and rewrite its radroute.json."""
     from radroute.data.cache import build_cache
     from radroute.data.preprocess import Preprocessing
-    from radroute.models.package import CONFIG_NAME
+    from radroute.training.package_metrics import validation_summary
 
-    manifest = manifest_for(package.name, package.path)
-    cache = build_cache(manifest, Preprocessing.from_dict(package.preprocessing), workers=0,
-                        progress=False)
+    manifest = spec.manifest(package.path)
+    cache = build_cache(manifest, Preprocessing.from_dict(package.preprocessing), workers=0, progress=False)
     x, y = cache.arrays("val")
     model = package.build()
     with torch.inference_mode():
         logits = torch.cat([model(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)]).numpy()
-    package.metrics, package.thresholds = validation_metrics(logits, y, manifest.tasks, spec)
+    package.metrics, package.thresholds = validation_summary(logits, y, manifest.tasks, spec.job["abstain_target"])
     (package.path / CONFIG_NAME).write_text(json.dumps(package.to_config(), indent=2) + "\n")
-
-
-def train(name: str, threads: int, epochs: int | None, progress: bool, dest: Path = BUNDLED,
-          **overrides: Any) -> Path:
-    from radroute.data.cache import build_cache
-    from radroute.data.dataset import class_weights
-    from radroute.data.preprocess import Preprocessing
-    from radroute.inference.onnx import ONNX_BESIDE, export_onnx
-    from radroute.models import ModelPackage, create_model
-    from radroute.training.trainer import Trainer, TrainConfig
-
-    overrides["epochs"] = epochs
-    spec = replace(SPECS[name], **{k: v for k, v in overrides.items() if v is not None})
-    out_dir = dest / name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(threads)
-    t0 = time.time()
-    manifest = manifest_for(name, out_dir)
-    tasks = manifest.tasks
-    pre = Preprocessing(size=spec.size, keep_aspect=True, window=spec.window, mean=0.5, std=0.25)
-    cache = build_cache(manifest, pre, workers=threads, progress=progress)
-    train_ds = cache.dataset("train", augment=augmentation(spec))
-    val_ds = cache.dataset("val")
-    weights = None
-    if spec.balance_task:
-        col = list(tasks).index(spec.balance_task)
-        weights = class_weights(train_ds.labels[:, col])
-    model = create_model(spec.architecture, num_classes=sum(len(c) for c in tasks.values()),
-                         in_chans=1, **spec.arch_kwargs)
-    cfg = TrainConfig(epochs=spec.epochs, batch_size=spec.batch_size, optimizer="adam",
-                      lr=spec.lr, patience=None, seed=0, workers=0, progress=progress)
-    run_dir = REPO / "runs" / dest.name / name
-    trainer = Trainer(model, tasks, train_ds, None, cfg, out_dir=run_dir, sample_weights=weights)
-    result = trainer.fit()
-    logits, y = trainer.predict(val_ds)
-    metrics, thresholds = validation_metrics(logits, y, tasks, spec)
-
-    command = f"nice -n 10 .venv/bin/python scripts/train_bundled.py {name}"
-    if dest != BUNDLED:
-        command += f" --dest {dest}"
-    if spec != SPECS[name]:
-        command += " " + " ".join(f"--{k.replace('_', '-')} {json.dumps(v) if isinstance(v, dict) else v}"
-                                  for k, v in overrides.items() if v is not None)
-    split_counts = {s: {t: manifest.subset(np.flatnonzero([x.split == s for x in manifest.samples])
-                                          ).class_counts(t) for t in tasks} for s in ("train", "val")}
-    package = ModelPackage(
-        name=name, architecture=spec.architecture, tasks=tasks, preprocessing=pre.to_dict(),
-        arch_kwargs=spec.arch_kwargs, in_chans=1, thresholds=thresholds,
-        body_part_map=spec.body_part_map,
-        training={"source": spec.source, "licence": spec.licence, "command": command,
-                  "split_counts": split_counts, "n_train": len(train_ds), "n_val": len(val_ds),
-                  "unreadable": len(cache.errors), "augment": spec.augment, "jitter": spec.jitter,
-                  "balance_task": spec.balance_task, "config": cfg.__dict__,
-                  "epochs_run": len(result.history), "train_seconds": round(result.train_seconds),
-                  "split_file": "split.csv" if (out_dir / "split.csv").exists() else None,
-                  "torch": torch.__version__},
-        metrics=metrics)
-    package.save(out_dir, {k: v for k, v in model.state_dict().items()})
-    export_onnx(package, out_dir / ONNX_BESIDE)
-    write_model_card(package, spec)
-    print(f"{name}: done in {time.time() - t0:.0f} s -> {out_dir}", file=sys.stderr)
-    return out_dir
 
 
 def _ci(d: dict | None) -> str:
@@ -262,8 +246,12 @@ def metrics_markdown(package) -> list[str]:
     return lines
 
 
-def write_model_card(package, spec: Spec) -> Path:
+def write_model_card(package: ModelPackage, spec: Spec) -> Path:
     t = package.training
+    data = t.get("data") or {}  # packages from before radroute.training.run kept these at the top level
+    unreadable = data.get("unreadable", t.get("unreadable"))
+    augment = data.get("augment", t.get("augment"))
+    balance = data.get("balance", t.get("balance_task"))
     bp = "\n".join(f"| {task} | {label} | {part} |" for task, mp in package.body_part_map.items()
                    for label, part in mp.items())
     counts = "\n".join(f"- {split}: " + "; ".join(f"{task}: " + ", ".join(f"{c} {n}" for c, n in cc.items())
@@ -282,15 +270,15 @@ def write_model_card(package, spec: Spec) -> Path:
         f"| weights | {package.weights_path.stat().st_size / 1e6:.1f} MB safetensors + model.onnx |", "",
         "## Data and licences", "",
         f"- source: `{t['source']}` under `$RADROUTE_DATA` ({t['n_train']} training, {t['n_val']} "
-        f"validation images; {t['unreadable']} unreadable skipped).",
+        f"validation images; {unreadable} unreadable skipped).",
         f"- licence: {t['licence']}",
         counts, "",
         "## Training", "",
         f"    {t['command']}", "",
         f"{t['epochs_run']} epochs ({t['train_seconds']} s on a shared 2-core CPU), Adam preset "
         f"of radroute.training with its cosine schedule, batch {t['config']['batch_size']}, "
-        f"augmentation `{t['augment']}`" + (" + brightness/contrast jitter" if t["jitter"] else "")
-        + (f", classes of `{t['balance_task']}` drawn equally often" if t["balance_task"] else "")
+        f"augmentation `{augment}`" + (" + brightness/contrast jitter" if t["jitter"] else "")
+        + (f", classes of `{balance}` drawn equally often" if balance else "")
         + ". No epoch was picked on the validation set: the last epoch is kept."
         + (f" {spec.selection}" if spec.selection else ""), "",
         "## Validation metrics", "",
@@ -356,28 +344,29 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="override the batch size")
     ap.add_argument("--arch-kwargs", type=json.loads, default=None,
                     help="override the architecture's keyword arguments (JSON)")
+    ap.add_argument("--max-train-samples", type=int, default=None,
+                    help="train on a seeded random subset (quick checks)")
     ap.add_argument("--dest", type=Path, default=BUNDLED, help="write the packages here")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--finish-only", action="store_true",
                     help="only recompute validation metrics and thresholds, re-export model.onnx "
                          "and rewrite MODEL_CARD.md of saved packages (weights unchanged)")
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     unknown = set(args.names) - set(SPECS)
     if unknown:
         ap.error(f"unknown model(s) {sorted(unknown)}; choose from {', '.join(SPECS)}")
     for name in args.names or list(SPECS):
         if args.finish_only:
             from radroute.inference.onnx import ONNX_BESIDE, export_onnx
-            from radroute.models import ModelPackage
 
             package = ModelPackage.load(args.dest / name)
             recalibrate(package, SPECS[name])
             export_onnx(package, package.path / ONNX_BESIDE)
             print(write_model_card(package, SPECS[name]))
             continue
-        train(name, args.threads, args.epochs, not args.no_progress, args.dest, size=args.size,
-              architecture=args.architecture, batch_size=args.batch_size, arch_kwargs=args.arch_kwargs)
+        train(name, args.threads, not args.no_progress, args.dest, epochs=args.epochs, size=args.size,
+              architecture=args.architecture, batch_size=args.batch_size, arch_kwargs=args.arch_kwargs,
+              max_train_samples=args.max_train_samples)
 
 
 if __name__ == "__main__":

@@ -350,9 +350,8 @@ def main() -> None:
         pkg = fit_package(ARCHITECTURE, {"region": CLASSES},
                           SliceDataset(train_x, train_y, augment=True, seed=args.seed),
                           SliceDataset(val_x, val_y, augment=False), PREPROCESSING, args.out, config,
-                          name="ct-slice-region", sample_weights=weights.tolist(), data=data)
-        pkg.body_part_map = {"region": {c: c for c in CLASSES}}
-        pkg.save(args.out, pkg.state_dict())
+                          name="ct-slice-region", sample_weights=weights.tolist(), data=data,
+                          body_part_map={"region": {c: c for c in CLASSES}})
         print(json.dumps(pkg.metrics, indent=1)[:2000])
     if args.no_install:
         return

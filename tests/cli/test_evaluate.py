@@ -13,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from radroute.cli import app
+from radroute.evaluation import load_labelled
 from radroute.models import ModelPackage, create_model
 from tests.helpers import need_data
 
@@ -76,8 +77,6 @@ def direct_probs(model_dir: Path, images_u8: np.ndarray) -> np.ndarray:
 
 
 def test_evaluate_npz_val_split(organ_model, organ_npz, tmp_path):
-    from radroute.cli.evaluate import load_labelled
-
     out = tmp_path / "report"
     result = run("evaluate", "--model", organ_model, "--data", organ_npz, "--task", "organ",
                  "--split", "val", "--limit", 400, "--out", out, "--resamples", 1000,
@@ -150,8 +149,6 @@ def test_robustness_npz(organ_model, organ_npz, tmp_path):
     assert [row["name"] for row in organ["perturbations"]] == ["text_PORTABLE", "rotate_180", "occlude_left", "crop_80"]
     assert r["tasks"]["plane"]["baseline_accuracy"] is None  # no labels for 'plane'
 
-    from radroute.cli.evaluate import load_labelled
-
     manifest = load_labelled(str(organ_npz), split="val", splits=None, task="organ", limit=60, seed=0)
     rows = [int(s.source.split(":")[-1]) for s in manifest.samples]
     data = np.load(organ_npz)
@@ -174,38 +171,6 @@ def test_evaluate_rejects_bad_input(organ_model, organ_npz, tmp_path):
     result = CliRunner().invoke(app, ["robustness", "-m", str(organ_model), "-d", str(organ_npz),
                                       "-p", "spin", "--out", str(tmp_path)])
     assert result.exit_code != 0 and "unknown" in result.output
-
-
-def test_split_file_recorded_by_training_is_reused(organ_npz, tmp_path):
-    """Without --splits, the split file the package's training run wrote decides what 'val' is."""
-    from radroute.cli.evaluate import load_labelled
-    from radroute.data import ensure_splits, load_source
-
-    data = np.load(organ_npz)
-    classes = organ_classes(organ_npz)
-    folder = tmp_path / "pngs"
-    folder.mkdir()
-    with open(folder / "labels.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "organ", "patient_id"])
-        # two organs, 40 images each (the splitter wants >= 20 members per class), 3 per patient
-        rows = np.concatenate([np.flatnonzero(data["val_labels"][:, 0] == k)[:40] for k in (3, 6)])
-        for n, i in enumerate(rows):
-            Image.fromarray(data["val_images"][i]).save(folder / f"{i}.png")
-            w.writerow([f"{i}.png", classes[data["val_labels"][i, 0]], f"p{n // 3}"])
-    split_file = tmp_path / "run" / "splits.csv"
-    written = ensure_splits(load_source(folder / "labels.csv"), split_file, seed=7)
-    expected = {Path(s.source).name for s in written.samples if s.split == "val"}
-    package = ModelPackage(name="x", architecture="roth2015", tasks={"organ": classes}, preprocessing=PRE,
-                           training={"data": {"split_file": str(split_file), "source": str(folder / "labels.csv")}})
-    got = load_labelled(str(folder / "labels.csv"), split="val", splits=None, package=package)
-    assert {Path(s.source).name for s in got.samples} == expected and expected
-    default = load_labelled(str(folder / "labels.csv"), split="val", splits=None, package=None)
-    assert {Path(s.source).name for s in default.samples} != expected  # seed 0 differs from seed 7
-    # a package trained on other data does not impose its split file
-    package.training["data"]["source"] = "chest_views"
-    other = load_labelled(str(folder / "labels.csv"), split="val", splits=None, package=package)
-    assert {s.source for s in other.samples} == {s.source for s in default.samples}
 
 
 def test_evaluate_folder_source_with_a_broken_file(organ_model, organ_npz, dicom_zoo, tmp_path):

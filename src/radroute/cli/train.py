@@ -11,69 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from radroute.cli._common import command_line
-
-
-def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise typer.BadParameter(f"expected TASK=COLUMN, got {item!r}", param_hint=option)
-        out[key.strip()] = value.strip()
-    return out
-
-
-def load_training_manifest(data: str, *, dicom_labels: Path | None, label_column: list[str] | None,
-                           path_column: str | None, patient_column: str | None,
-                           split_column: str | None, filters: list[str] | None, task: str | None):
-    """The labelled dataset as a :class:`radroute.data.Manifest`, from any supported source."""
-    from radroute.data import load_source
-    from radroute.data.sources import SHARED_SETS, from_dicom_labels
-
-    options: dict[str, Any] = {}
-    if label_column:
-        options["label_columns"] = _pairs(label_column, "--label-column")
-    if patient_column:
-        options["patient_column"] = patient_column
-    if split_column:
-        options["split_column"] = split_column
-    if filters:
-        options["filters"] = list(filters)
-    if dicom_labels is not None:
-        if path_column:
-            options["key_column"] = path_column
-        return from_dicom_labels(data, dicom_labels, **options)
-    if path_column:
-        options["path_column"] = path_column
-    suffix = Path(data).suffix.lower()
-    is_csv = suffix == ".csv" or (data in SHARED_SETS and "csv" in SHARED_SETS[data])
-    if options and not is_csv:
-        raise typer.BadParameter("--label-column/--path-column/--patient-column/--split-column/--filter "
-                                 "apply to CSV sources and --dicom-labels")
-    if task and not is_csv and suffix != ".json":
-        options["task"] = task
-    return load_source(data, **options)
-
-
-def _default_size(arch: str, backbone_pkg) -> int:
-    from radroute.models import get_default_cfg, is_model
-
-    if backbone_pkg is not None:
-        return int(backbone_pkg.preprocessing.get("size", 224))
-    return int(get_default_cfg(arch).get("input_size", 224)) if is_model(arch) else 224
-
-
-def _backbone_package(backbone: str | None):
-    from radroute.errors import ModelNotFoundError
-    from radroute.models import ModelPackage
-
-    if backbone is None:
-        return None
-    try:
-        return ModelPackage.load(backbone)
-    except ModelNotFoundError:
-        return None
+from radroute.cli._common import command_line, fail
 
 
 def train(
@@ -136,98 +74,40 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train an anatomy / body-part / view classifier and write a model package to OUT."""
-    import numpy as np
-    import torch
-    import torch.distributed as dist
-
-    from radroute.data import Preprocessing, ensure_splits
-    from radroute.data.augment import build_augmentation
-    from radroute.data.cache import build_cache
-    from radroute.data.dataset import class_weights
-    from radroute.data.splits import write_splits
     from radroute.errors import RadrouteError
-    from radroute.training import MODES, TrainConfig, fit_features_package, fit_package
+    from radroute.training import TrainJob, run
     from radroute.training.runtime import init_distributed
 
-    if mode not in MODES:
-        raise typer.BadParameter(f"choose one of {', '.join(MODES)}", param_hint="--mode")
-    if threads:
-        torch.set_num_threads(threads)
-    rank = init_distributed(device)
     try:
-        manifest = load_training_manifest(data, dicom_labels=dicom_labels, label_column=label_column,
-                                          path_column=path_column, patient_column=patient_column,
-                                          split_column=split_column, filters=filters, task=task)
-        out.mkdir(parents=True, exist_ok=True)
-        split_file = splits or out / "splits.csv"
-        first_task = next(iter(manifest.tasks))
-        if rank.is_main:  # rank 0 writes the split file and the cache; the others then read them
-            manifest = ensure_splits(manifest, split_file, seed=seed, stratify_task=first_task)
-            if split_file != out / "splits.csv":
-                write_splits(manifest, out / "splits.csv")
-        if rank.enabled:
-            dist.barrier()
-            if not rank.is_main:
-                manifest = ensure_splits(manifest, out / "splits.csv")
-        bk_pkg = _backbone_package(backbone)
-        pre_kw: dict[str, Any] = {"size": size or _default_size(arch, bk_pkg), "window": window,
-                                  "keep_aspect": keep_aspect}
-        if bk_pkg is not None:  # features and fine-tuning expect the backbone's intensity scaling
-            pre_kw.update(mean=bk_pkg.preprocessing.get("mean", 0.5), std=bk_pkg.preprocessing.get("std", 0.25))
-        pre = Preprocessing(**pre_kw)
-        if rank.is_main:
-            cache = build_cache(manifest, pre, cache_dir, progress=progress)
-        if rank.enabled:
-            dist.barrier()
-        if not rank.is_main:  # reuses the cache rank 0 just built
-            cache = build_cache(manifest, pre, cache_dir, progress=False)
-        train_idx = cache.indices(train_split)
-        if len(train_idx) == 0:
-            raise typer.BadParameter(f"no readable samples in split {train_split!r}", param_hint="--train-split")
-        if max_train_samples and len(train_idx) > max_train_samples:
-            train_idx = np.sort(np.random.default_rng(seed).permutation(train_idx)[:max_train_samples])
-        val_idx = cache.indices(val_split)
-        features_mode = mode.startswith("features-")
-        aug = None if features_mode or augment == "none" else build_augmentation(augment, pre.size)
-        train_ds = cache.dataset(indices=train_idx, augment=aug)
-        val_ds = cache.dataset(indices=val_idx) if len(val_idx) else None
-        weights = None
-        if balance and not features_mode:
-            weights = class_weights(manifest.label_matrix()[train_idx, 0])
-        described = manifest.describe()
-        data_info = {"source": data, "reader": manifest.origin.get("reader"), "train_split": train_split,
-                     "val_split": val_split, "split_file": str(split_file), "n_train": int(len(train_idx)),
-                     "n_val": int(len(val_idx)), "max_train_samples": max_train_samples,
-                     "augment": augment, "balance": balance, "unreadable": len(cache.errors),
-                     "description": described}
-        config = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                             weight_decay=weight_decay, mode="scratch" if features_mode else mode,
-                             patience=patience or None, seed=seed, workers=workers, precision=precision,
-                             channels_last=channels_last, device=device, time_budget_min=time_budget,
-                             label_smoothing=label_smoothing, progress=progress)
-        if features_mode:
-            if backbone is None:
-                raise typer.BadParameter("features modes need --backbone (a package, or an architecture "
-                                         "with local pretrained weights)", param_hint="--backbone")
-            pkg = fit_features_package(backbone, manifest.tasks, train_ds, val_ds, pre, out, mode=mode,
-                                       config=config, name=name, pretrained_path=pretrained_path, C=svm_c,
-                                       data=data_info, abstain_target=abstain_target, command=command_line(ctx))
-        else:
-            pkg = fit_package(arch, manifest.tasks, train_ds, val_ds, pre, out, config, name=name,
-                              backbone=backbone, pretrained_path=pretrained_path, sample_weights=weights,
-                              data=data_info, abstain_target=abstain_target, resume=resume,
-                              command=command_line(ctx))
+        job = TrainJob(
+            data=data, dicom_labels=dicom_labels, label_columns=label_column, path_column=path_column,
+            patient_column=patient_column, split_column=split_column, filters=filters, task=task,
+            out=out, arch=arch, mode=mode, backbone=backbone, pretrained_path=pretrained_path,
+            splits=splits, train_split=train_split, val_split=val_split, size=size, window=window,
+            keep_aspect=keep_aspect, optimizer=optimizer, epochs=epochs, batch_size=batch_size, lr=lr,
+            weight_decay=weight_decay, augment=augment, balance=balance, patience=patience, seed=seed,
+            workers=workers, threads=threads, max_train_samples=max_train_samples, time_budget=time_budget,
+            precision=precision, device=device, channels_last=channels_last, label_smoothing=label_smoothing,
+            svm_c=svm_c, abstain_target=abstain_target, cache_dir=cache_dir, name=name, resume=resume,
+            progress=progress, command=command_line(ctx))
+        pkg = run(job)
     except RadrouteError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        raise fail(str(exc)) from exc
+    rank = init_distributed(device)  # the process group run() joined, under torchrun
     if rank.is_main:
-        summary = {"package": str(out), "name": pkg.name, "architecture": pkg.architecture, "mode": mode,
-                   "version": pkg.version, "n_train": int(len(train_idx)), "n_val": int(len(val_idx)),
-                   "validation": {t: {"accuracy": m.get("accuracy", {}).get("value"),
-                                      "macro_auc": m.get("macro", {}).get("auc"),
-                                      "threshold": pkg.thresholds.get(t)} for t, m in pkg.metrics.items()},
-                   "train_seconds": pkg.training.get("train_seconds"), "stop_reason": pkg.training.get("stop_reason")}
-        json.dump(summary, sys.stdout, indent=2)
+        json.dump(summary(pkg, out, mode), sys.stdout, indent=2)
         sys.stdout.write("\n")
     if rank.enabled:
+        import torch.distributed as dist
+
         dist.destroy_process_group()
+
+
+def summary(pkg, out: Path, mode: str) -> dict[str, Any]:
+    """The JSON the command prints: where the package is and its validation figures."""
+    return {"package": str(out), "name": pkg.name, "architecture": pkg.architecture, "mode": mode,
+            "version": pkg.version, "n_train": int(pkg.training["n_train"]), "n_val": int(pkg.training["n_val"]),
+            "validation": {t: {"accuracy": m.get("accuracy", {}).get("value"),
+                               "macro_auc": m.get("macro", {}).get("auc"),
+                               "threshold": pkg.thresholds.get(t)} for t, m in pkg.metrics.items()},
+            "train_seconds": pkg.training.get("train_seconds"), "stop_reason": pkg.training.get("stop_reason")}

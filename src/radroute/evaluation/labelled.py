@@ -1,21 +1,80 @@
-"""Run a model over a labelled dataset: align labels with the model's classes, collect outputs.
+"""Run a model over a labelled dataset: the split to evaluate, labels aligned with the model's
+classes, the model's outputs.
 
-This module stays below ``radroute.inference`` in the layer order: it takes any object with
-the :class:`~radroute.inference.Predictor` methods ``predict_arrays(x) -> {task: probs}`` and
-``features(x) -> (N, D)`` plus a ``preprocessing`` attribute, and a
-:class:`~radroute.data.cache.PreprocessedCache` (images decoded once at model resolution).
+:func:`load_labelled` reads the dataset as ``radroute train`` does. The rest needs no model
+code: it takes any object with the :class:`~radroute.inference.Predictor` methods
+``predict_arrays(x) -> {task: probs}`` and ``features(x) -> (N, D)`` plus a ``preprocessing``
+attribute, and a :class:`~radroute.data.cache.PreprocessedCache` (images decoded once at model
+resolution).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from radroute.data import DataSource, Manifest, ensure_splits
+from radroute.errors import InvalidConfigError
 from radroute.evaluation.report import TaskPredictions
 
 #: t-SNE / silhouette use at most this many images (the rest would cost time and show nothing new)
 DEFAULT_FEATURE_POINTS = 1000
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _same_source(a: str, b: str) -> bool:
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
+
+def split_file_of(package: Any, data: str | None) -> Path | None:
+    """The split file ``radroute train`` wrote for ``package`` when it trained on ``data`` and
+    the file is still there."""
+    recorded = ((package.training or {}).get("data") or {}) if package else {}
+    path, source = recorded.get("split_file"), recorded.get("source")
+    if not path or not Path(path).is_file() or data is None:
+        return None
+    if source is not None and not _same_source(str(source), str(data)):
+        return None
+    return Path(path)
+
+
+def load_labelled(data: str | Path | Manifest | DataSource, *, split: str, splits: str | Path | None = None,
+                  limit: int | None = None, seed: int = 0, package: Any = None,
+                  log: Callable[[str], None] = _stderr, **source_options: Any) -> Manifest:
+    """The dataset's manifest restricted to ``split`` (``"all"``: every sample) and a seeded
+    subset of ``limit`` images.
+
+    The dataset is read exactly as ``radroute train`` reads it (``source_options`` are the
+    :class:`~radroute.data.DataSource` fields: ``dicom_labels``, ``label_columns``,
+    ``path_column``, ``patient_column``, ``split_column``, ``filters``, ``task``). Samples
+    without a split get the one in ``splits``, else in the split file the package's training
+    run recorded, else one assigned as ``radroute train`` assigns it by default (seed 0,
+    0.7/0.15/0.15, grouped by patient). ``log`` receives the notes on where splits came from.
+    """
+    source = data if isinstance(data, DataSource) else DataSource(data=data, **source_options)
+    manifest = source.load()
+    if split != "all":
+        splits = splits or split_file_of(package, source.source_name)
+        if splits is not None:
+            log(f"splits from {splits}")
+            manifest = ensure_splits(manifest, splits)
+        elif any(s.split is None for s in manifest.samples):
+            log("note: samples without a split were assigned one as radroute train does by default "
+                "(seed 0, 0.7/0.15/0.15, grouped by patient); pass --splits to use a run's split file")
+            manifest = ensure_splits(manifest, None, stratify_task=next(iter(manifest.tasks)))
+        manifest = manifest.split(split)
+    if limit is not None and len(manifest) > limit:
+        rng = np.random.default_rng(seed)
+        manifest = manifest.subset(np.sort(rng.permutation(len(manifest))[:limit]))
+    if len(manifest) == 0:
+        raise InvalidConfigError(f"no samples in split {split!r} of {source.source_name}")
+    return manifest
 
 
 @dataclass

@@ -15,15 +15,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 from torch import nn
 from torch.utils.data import Dataset
 
 from radroute.errors import InvalidConfigError, ModelNotFoundError
 from radroute.models import ModelPackage, canonical_name, create_model
-from radroute.training.calibration import DEFAULT_TARGET
+from radroute.training.abstention import DEFAULT_TARGET
 from radroute.training.linear_head import fit_linear_head, set_classifier
-from radroute.training.package_metrics import validation_summary
+from radroute.training.package_metrics import AbstainTarget, validation_summary
 from radroute.training.runtime import seed_everything
 from radroute.training.trainer import TrainConfig, Trainer
 
@@ -62,11 +61,12 @@ def load_backbone(backbone: str | Path, num_classes: int, pretrained_path: str |
 
 def _save(model: nn.Module, out_dir: Path, name: str | None, architecture: str,
           arch_kwargs: dict, tasks: dict, preprocessing: Any, training: dict, metrics: dict,
-          thresholds: dict, is_main: bool) -> ModelPackage:
+          thresholds: dict, is_main: bool, body_part_map: dict | None = None) -> ModelPackage:
     pkg = ModelPackage(name=name or out_dir.name, architecture=canonical_name(architecture),
                        tasks={t: list(c) for t, c in tasks.items()},
                        preprocessing=_preprocessing_dict(preprocessing), arch_kwargs=arch_kwargs,
-                       in_chans=1, thresholds=thresholds, training=training, metrics=metrics)
+                       in_chans=1, thresholds=thresholds, training=training, metrics=metrics,
+                       body_part_map={t: dict(m) for t, m in (body_part_map or {}).items()})
     if is_main:
         pkg.save(out_dir, model.state_dict())
     return pkg
@@ -77,13 +77,18 @@ def fit_package(architecture: str, tasks: dict[str, Sequence[str]], train_ds: Da
                 config: TrainConfig | None = None, *, name: str | None = None,
                 arch_kwargs: dict[str, Any] | None = None, backbone: str | Path | None = None,
                 pretrained_path: str | Path | None = None, sample_weights: Sequence[float] | None = None,
-                data: dict[str, Any] | None = None, abstain_target: float = DEFAULT_TARGET,
-                resume: bool = False, command: str | None = None) -> ModelPackage:
+                data: dict[str, Any] | None = None, abstain_target: AbstainTarget = DEFAULT_TARGET,
+                resume: bool = False, command: str | None = None, select_on_val: bool = True,
+                body_part_map: dict[str, dict[str, str]] | None = None,
+                training_info: dict[str, Any] | None = None) -> ModelPackage:
     """Train ``architecture`` (or ``backbone``: a package or pretrained model) and save the package.
 
     ``config.mode``: ``scratch`` (random init), ``finetune`` (all layers from the backbone /
     pretrained weights), ``head`` (only the classifier is trained). ``data`` describes the
-    training data (sources, split, sizes) for the package.
+    training data (sources, split, sizes) for the package. With ``select_on_val`` the weights
+    of the best validation epoch are kept (and ``config.patience`` stops early); without, the
+    last epoch's, and ``val_ds`` only gives the package's metrics and thresholds.
+    ``training_info`` is stored in the package's ``training`` record (licence, source ...).
     """
     config = config or TrainConfig()
     seed_everything(config.seed)  # the initial weights too
@@ -108,7 +113,8 @@ def fit_package(architecture: str, tasks: dict[str, Sequence[str]], train_ds: Da
             model = create_model(architecture, num_classes=n_out, in_chans=1,
                                  pretrained_path=pretrained_path, **arch_kwargs)
             backbone_desc = {"architecture": architecture, "weights": str(pretrained_path)}
-    trainer = Trainer(model, tasks, train_ds, val_ds, config, out_dir=out_dir, sample_weights=sample_weights,
+    trainer = Trainer(model, tasks, train_ds, val_ds if select_on_val else None, config, out_dir=out_dir,
+                      sample_weights=sample_weights,
                       log_extra={"architecture": architecture, "command": command or _command_line()})
     result = trainer.fit(resume=resume)
     metrics, thresholds = {}, {}
@@ -122,9 +128,10 @@ def fit_package(architecture: str, tasks: dict[str, Sequence[str]], train_ds: Da
         "precision": str(trainer.amp_dtype or "fp32"), "best_epoch": result.best_epoch,
         "epochs_run": len(result.history), "stop_reason": result.stop_reason,
         "train_seconds": round(result.train_seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(training_info or {}),
     }
     return _save(trainer.model, out_dir, name, architecture, arch_kwargs, tasks, preprocessing,
-                 training, metrics, thresholds, trainer.dist.is_main)
+                 training, metrics, thresholds, trainer.dist.is_main, body_part_map)
 
 
 def fit_features_package(backbone: str | Path, tasks: dict[str, Sequence[str]], train_ds: Dataset,
@@ -132,7 +139,9 @@ def fit_features_package(backbone: str | Path, tasks: dict[str, Sequence[str]], 
                          mode: str = "features-svm", config: TrainConfig | None = None, *,
                          name: str | None = None, pretrained_path: str | Path | None = None,
                          C: float = 1.0, data: dict[str, Any] | None = None,
-                         abstain_target: float = DEFAULT_TARGET, command: str | None = None) -> ModelPackage:
+                         abstain_target: AbstainTarget = DEFAULT_TARGET, command: str | None = None,
+                         body_part_map: dict[str, dict[str, str]] | None = None,
+                         training_info: dict[str, Any] | None = None) -> ModelPackage:
     """Frozen penultimate features of ``backbone`` + a linear SVM / logistic regression.
 
     ``backbone``: a model package (e.g. trained on MedPix, used on OrganAMNIST) or an
@@ -163,6 +172,7 @@ def fit_features_package(backbone: str | Path, tasks: dict[str, Sequence[str]], 
         "linear_head": info, "feature_dim": int(fx.shape[1]), "config": asdict(config),
         "train_seconds": round(time.perf_counter() - t0, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **(training_info or {}),
     }
     return _save(trainer.model, out_dir, name, architecture, arch_kwargs, tasks, preprocessing,
-                 training, metrics, thresholds, trainer.dist.is_main)
+                 training, metrics, thresholds, trainer.dist.is_main, body_part_map)
