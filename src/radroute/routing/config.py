@@ -117,7 +117,9 @@ def _model_name_or_path(model: str, info: ValidationInfo) -> str:
 class ClassifierConfig(ConfigModel):
     """``[classifier]``: the model and how instances are micro-batched through it."""
 
-    model: Annotated[str, AfterValidator(_model_name_or_path)]
+    #: a bundled name, a package folder, or ``auto``: the bundled models, chosen per image as
+    #: ``radroute classify`` chooses them (radroute.inference.AutoPredictor)
+    model: Annotated[str, AfterValidator(_model_name_or_path)] = "auto"
     backend: Literal["torch", "onnx", "auto"] = "torch"
     batch_size: PositiveInt = 16
     max_wait_ms: PositiveFloat = 50.0
@@ -280,7 +282,148 @@ class RouterSettings(ConfigModel):
 class _Sections(ConfigModel):
     scp: ScpConfig | None = None
     watch: WatchConfig | None = None
-    classifier: ClassifierConfig | None = None
+    classifier: ClassifierConfig = ClassifierConfig()
+    tag_correction: TagCorrectionConfig | None = None
+
+
+class RouterConfig(RouterSettings, _Sections):
+    """The validated configuration: the ``[router]`` settings as attributes, the optional
+    sections (``None`` when absent), destinations by name and rules in order."""
+
+    destinations: dict[str, DestinationConfig]
+    rules: tuple[Rule, ...]
+    source_path: Path | None = None
+
+    @property
+    def needs_prediction(self) -> bool:
+        """Whether what it receives depends on the prediction (corrected tags)."""
+        return self.correct_tags
+
+
+class FolderDestinationConfig(DestinationConfig):
+    """``type = "folder"``: files written under ``path`` (a folder or a ``{...}`` template)."""
+
+    type: Literal["folder"]
+    path: ConfigPathText
+
+    @property
+    def needs_prediction(self) -> bool:
+        """Corrected tags or a path template with ``{label_*}``/``{score_*}``/``{body_part}``."""
+        return self.correct_tags or bool(re.search(r"\{(label_|score_|body_part\})", self.path))
+
+
+class _NetworkDestinationConfig(DestinationConfig):
+    timeout_seconds: PositiveFloat = 30.0
+
+
+class DicomDestinationConfig(_NetworkDestinationConfig):
+    """``type = "dicom"``: C-STORE to an AE."""
+
+    type: Literal["dicom"]
+    host: str
+    port: Port
+    ae_title: AETitle
+    calling_ae_title: AETitle = DEFAULT_AE_TITLE
+
+
+class StowDestinationConfig(_NetworkDestinationConfig):
+    """``type = "stow"``: STOW-RS to a DICOMweb server (basic auth or a bearer token; mTLS)."""
+
+    type: Literal["stow"]
+    url: Annotated[str, AfterValidator(_http_url)]
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    #: False, True, or a CA bundle path
+    verify_tls: bool | str = True
+    client_cert: str | None = None
+    client_key: str | None = None
+    health_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_login(self) -> StowDestinationConfig:
+        if self.token and self.username:
+            raise ValueError("give either username/password or token, not both")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+
+_DESTINATION_CLASSES = {"folder": "FolderDestinationConfig", "dicom": "DicomDestinationConfig",
+                        "stow": "StowDestinationConfig"}
+
+
+def _destination_class(value: Any) -> str:
+    if isinstance(value, DestinationConfig):
+        return type(value).__name__
+    # an unknown or missing type: the base class reports it (its `type` lists the known ones)
+    return _DESTINATION_CLASSES.get(value.get("type") if isinstance(value, dict) else None,
+                                    "DestinationConfig")
+
+
+AnyDestinationConfig = Annotated[
+    Union[Annotated[FolderDestinationConfig, Tag("FolderDestinationConfig")],
+          Annotated[DicomDestinationConfig, Tag("DicomDestinationConfig")],
+          Annotated[StowDestinationConfig, Tag("StowDestinationConfig")],
+          Annotated[DestinationConfig, Tag("DestinationConfig")]],
+    Discriminator(_destination_class)]
+
+
+# ---- rules ---------------------------------------------------------------------------------------
+Conditions = Annotated[tuple[AnyCondition, ...], Strict(False)]
+
+
+class Rule(ConfigModel):
+    """A ``[[rules]]`` entry: its destinations get an instance when its conditions hold."""
+
+    name: str
+    destinations: Names = ()
+    all: Conditions = ()
+    any: Conditions = ()
+    default: bool = False
+
+    @model_validator(mode="after")
+    def _conditions_xor_default(self) -> Rule:
+        if not self.default and not self.all and not self.any:
+            raise ValueError("needs 'all' and/or 'any' conditions (or 'default = true')")
+        if self.default and (self.all or self.any):
+            raise ValueError("the default rule takes no conditions")
+        return self
+
+    @property
+    def conditions(self) -> tuple[Condition, ...]:
+        """``all`` then ``any``."""
+        return self.all + self.any
+
+    @property
+    def needs_prediction(self) -> bool:
+        return any(c.needs_prediction for c in self.conditions)
+
+    def matches(self, tags: dict[str, str], prediction: Prediction | None) -> bool:
+        """``all`` conditions hold and, if there are ``any`` conditions, at least one does."""
+        return (all(c.matches(tags, prediction) for c in self.all)
+                and (not self.any or any(c.matches(tags, prediction) for c in self.any)))
+
+
+# ---- the whole file ------------------------------------------------------------------------------
+class RouterSettings(ConfigModel):
+    """``[router]``: the spool and how decisions are made and kept."""
+
+    spool: ConfigPath
+    decision: Literal["instance", "series"] = "instance"
+    series_quiet_seconds: PositiveFloat = 10.0
+    series_max_classified: PositiveInt = 16
+    review_destination: str | None = None
+    patient_hash_salt: str = ""
+    resend_duplicates: bool = False
+    keep_delivered: bool = False
+    journal_keep_days: PositiveFloat = 30.0
+
+
+class _Sections(ConfigModel):
+    scp: ScpConfig | None = None
+    watch: WatchConfig | None = None
+    classifier: ClassifierConfig = ClassifierConfig()
     tag_correction: TagCorrectionConfig | None = None
 
 
