@@ -21,6 +21,7 @@ ERROR_CODES: dict[str, str] = {
     "wrong_modality": "the input's modality does not fit the requested operation",
     "invalid_config": "a configuration or model package is invalid",
     "model_not_found": "no bundled model or package at that name/path",
+    "cannot_report": "no DICOM SR can be written for this instance (nothing classified, invalid UIDs)",
 }
 
 
