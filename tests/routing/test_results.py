@@ -76,7 +76,8 @@ def test_results_follow_instances_and_go_to_the_results_destination(tmp_path, ti
             + folder("other", tmp_path / "out/other") + folder("results", tmp_path / "out/results")
             + '\n[[rules]]\nname = "ct"\ndestinations = ["pacs"]\nall = [ { tag = "Modality", equals = "CT" } ]\n'
             + DEFAULT.format("other"))
-    st = run_files(make_config(tmp_path, body, tiny_model, 'results_destination = "results"'), files)
+    config = make_config(tmp_path, body, tiny_model, 'results_destination = "results"')
+    st = run_files(config, files)
     ct, mr, emri = uid(files[0]), uid(files[1]), uid(files[2])
     predictions = journal_predictions(tmp_path / "spool")
     results = reports(tmp_path / "out/results")
@@ -153,3 +154,22 @@ def test_orthanc_receives_the_srs_by_c_store(tmp_path, tiny_model):
             assert 0.5 <= float(probability["MeasuredValueSequence"][0]["NumericValue"]) <= 1
             assert tags["StudyInstanceUID"] == pydicom.dcmread(
                 next(f for f in files if uid(f) == source), stop_before_pixels=True).StudyInstanceUID
+
+
+def test_an_instance_decided_again_gives_the_same_sr_once(tmp_path, tiny_model):
+    """Received again (or decided again after a crash): the same SR UID, not delivered twice."""
+    src = need_data("dicom_zoo", "files", "pydicom", "MR_small.dcm")
+    body = folder("results", tmp_path / "out") + DEFAULT.format("results")
+    config = make_config(tmp_path, body, tiny_model, 'results_destination = "results"\nkeep_delivered = true')
+    run_files(config, [src])
+    first = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.dcm")}
+    st = run_files(config, [src])
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.dcm")} == first  # not rewritten
+    assert len(first) == 2 and st["deliveries"] == {"results": {"sent": 2}}
+    journal = Journal(tmp_path / "spool", readonly=True)
+    try:
+        made = journal.db.execute("SELECT DISTINCT sop_instance_uid FROM instances WHERE rule='results'").fetchall()
+        duplicates = journal.db.execute("SELECT COUNT(*) FROM events WHERE kind='duplicate'").fetchone()[0]
+    finally:
+        journal.close()
+    assert len(made) == 1 and duplicates == 2  # the image and its SR, each refused once

@@ -3,29 +3,25 @@
 :func:`build_sr` turns the records of one source instance (one per frame), or one series
 aggregate, into a highdicom :class:`~highdicom.sr.ComprehensiveSR` of the same Patient and
 Study in its own Series; :func:`read_sr_results` gives the records back from such an SR.
-The content tree (docs/classify.md, "Results as DICOM SR"), one TID 1501 group per record::
+One TID 1501 group per record (the whole tree is in docs/classify.md, "Results as DICOM SR")::
 
-    CONTAINER (126000, DCM, "Imaging Measurement Report")             TID 1500
-      ... language, device observer (radroute, the model), procedure reported
-      CONTAINS CONTAINER (126010, DCM, "Imaging Measurements")
-        CONTAINS CONTAINER (125007, DCM, "Measurement Group")         TID 1501, one per record
-          CONTAINS TEXT (112039, DCM, "Tracking Identifier") / UIDREF (112040, DCM, ...)
-          HAS CONCEPT MOD TEXT (111001, DCM, "Algorithm Name") / (111003, "Algorithm Version")
-          CONTAINS IMAGE (121112, DCM, "Source of Measurement") -> the image (and frame)
-          CONTAINS CODE (123014, DCM, "Target Region") = body part (SNOMED CT, CID 4031)
-          CONTAINS NUM (instances, 99RADROUTE, ...) = n              series aggregates only
-          CONTAINS CODE <task> = <label>                              one per task
-            HAS PROPERTIES NUM (122157, DCM, "Probability") = score, unit (1, UCUM)
-            HAS PROPERTIES CODE (abstained, 99RADROUTE) = (373066001, SCT, "Yes") / (373067005, "No")
-            HAS PROPERTIES CODE (class, 99RADROUTE) = <class>          one per class, model order
-              HAS PROPERTIES NUM (122157, DCM, "Probability") = that class's probability
+    CONTAINER (125007, DCM, "Measurement Group")
+      HAS OBS CONTEXT TEXT (112039, DCM, "Tracking Identifier"), UIDREF (112040, DCM, ...)
+      HAS CONCEPT MOD TEXT (111001, DCM, "Algorithm Name"), (111003, "Algorithm Version")  TID 4019
+      CONTAINS CODE <task> = <label>                                  one per task
+        HAS PROPERTIES NUM (122157, DCM, "Probability") = score, unit (1, UCUM, "no units")
+        HAS PROPERTIES CODE (abstained, 99RADROUTE) = (373066001, SCT, "Yes") | (373067005, "No")
+        HAS PROPERTIES CODE (class, 99RADROUTE) = <class>          one per class, model order
+          HAS PROPERTIES NUM (122157, DCM, "Probability") = that class's probability
+      CONTAINS IMAGE (121112, DCM, "Source of Measurement") -> the image (and frame)
+      CONTAINS CODE (123014, DCM, "Target Region") = <body part>      when the record has one
+      CONTAINS NUM (instances, 99RADROUTE, "Instances averaged") = n  series aggregates only
 
 ``<task>`` is (111031, DCM, "Image View") for the task ``view``, else (task, 99RADROUTE, task);
 ``<label>`` is SNOMED CT for the body-part vocabulary (CID 4031) and the views frontal and
 lateral (CID 4010), else (label, 99RADROUTE, label), a code of radroute's private coding scheme
 declared in the SR's Coding Scheme Identification Sequence. Both mappings are one to one, so
-reading back gives the same records (``path`` and ``sop_instance_uid`` of a failed record are
-not stored: only classified records are written).
+reading back gives the same records, ``path`` aside (``None``).
 """
 from __future__ import annotations
 
@@ -51,7 +47,6 @@ CODING_SCHEME = "99RADROUTE"
 #: Series Number of the results series
 SERIES_NUMBER = 9901
 SERIES_DESCRIPTION = "radroute results"
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
 
 #: the body-part vocabulary as SNOMED CT (DICOM CID 4031), pydicom's ``codes.SCT`` names
 BODY_PART_CODES: dict[str, Code] = {
@@ -86,17 +81,9 @@ def label_code(label: str) -> Code:
     return _STANDARD_LABELS.get(label) or Code(label, CODING_SCHEME, label[:64])
 
 
-def code_label(code: hd.sr.CodedConcept | Code) -> str:
-    """The inverse of :func:`label_code`."""
-    return _LABEL_OF.get((code.scheme_designator, code.value), code.value)
-
-
 def task_code(task: str) -> Code:
+    """A task as a concept name: DICOM's Image View for ``view``, else radroute's."""
     return codes.DCM.ImageView if task == VIEW_TASK else Code(task, CODING_SCHEME, task[:64])
-
-
-def code_task(code: hd.sr.CodedConcept | Code) -> str:
-    return VIEW_TASK if code == codes.DCM.ImageView else code.value
 
 
 # ---- the source header ---------------------------------------------------------------------------
@@ -159,7 +146,8 @@ def _task_item(task: str, p: TaskPrediction) -> hd.sr.QualitativeEvaluation:
     return evaluation
 
 
-def _tracking(record: Prediction, images: Sequence[Dataset]) -> tuple[str, str]:
+def _tracking(record: Prediction) -> tuple[str, str]:
+    """The group's Tracking Identifier and UID (derived from the source, its frame, the model)."""
     what = record.sop_instance_uid or f"series {record.series_instance_uid}"
     if record.frame is not None:
         what += f" frame {record.frame}"
@@ -171,7 +159,7 @@ def _group(record: Prediction, images: Sequence[Dataset]) -> hd.sr.MeasurementsA
     frames = [record.frame + 1] if record.frame is not None else None
     sources = [hd.sr.SourceImageForMeasurementGroup(ds.SOPClassUID, ds.SOPInstanceUID, frames)
                for ds in images]
-    identifier, uid = _tracking(record, images)
+    identifier, uid = _tracking(record)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
         algorithm_id=hd.sr.AlgorithmIdentification(str(record.model), str(record.model_version)),
@@ -286,70 +274,84 @@ def _children(item: Dataset) -> list[Dataset]:
     return list(item.get("ContentSequence", []))
 
 
-def _name(item: Dataset) -> hd.sr.CodedConcept:
-    return hd.sr.CodedConcept.from_dataset(item.ConceptNameCodeSequence[0])
+def _key(code: Dataset | Code) -> tuple[str, str]:
+    """(scheme, value) of a code item or a code: what identifies a concept."""
+    if isinstance(code, Code):
+        return code.scheme_designator, code.value
+    value = code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue")
+    return str(code.get("CodingSchemeDesignator")), str(value)
 
 
-def _code(item: Dataset) -> hd.sr.CodedConcept:
-    return hd.sr.CodedConcept.from_dataset(item.ConceptCodeSequence[0])
+def _name(item: Dataset) -> tuple[str, str]:
+    return _key(item.ConceptNameCodeSequence[0])
+
+
+def _value(item: Dataset) -> tuple[str, str]:
+    return _key(item.ConceptCodeSequence[0])
+
+
+def _label(key: tuple[str, str]) -> str:
+    return _LABEL_OF.get(key, key[1])
 
 
 def _number(item: Dataset) -> float:
     return float(item.MeasuredValueSequence[0].NumericValue)
 
 
+_PROBABILITY, _ABSTAINED, _CLASS = _key(codes.DCM.Probability), _key(ABSTAINED), _key(CLASS)
+
+
 def _task(item: Dataset) -> TaskPrediction:
-    score, abstained, probabilities = None, None, {}
+    score, abstained, probabilities = None, False, {}
     for child in _children(item):
-        name = _name(child)
-        if child.ValueType == "NUM" and name == codes.DCM.Probability:
+        name, kind = _name(child), child.ValueType
+        if kind == "NUM" and name == _PROBABILITY:
             score = _number(child)
-        elif child.ValueType == "CODE" and name == ABSTAINED:
-            abstained = _code(child) == YES
-        elif child.ValueType == "CODE" and name == CLASS:
+        elif kind == "CODE" and name == _ABSTAINED:
+            abstained = _value(child) == _key(YES)
+        elif kind == "CODE" and name == _CLASS:
             probs = [_number(c) for c in _children(child) if c.ValueType == "NUM"]
-            probabilities[code_label(_code(child))] = probs[0] if probs else None
-    return TaskPrediction(label=code_label(_code(item)), score=score, probabilities=probabilities,
-                          abstained=bool(abstained))
+            probabilities[_label(_value(child))] = probs[0] if probs else None
+    return TaskPrediction(label=_label(_value(item)), score=score, probabilities=probabilities,
+                          abstained=abstained)
 
 
-def _record(group: Dataset, series_uid: str | None) -> Prediction:
-    record = Prediction(series_instance_uid=series_uid, predictions={})
+def _text(item: Dataset) -> str | None:
+    return None if item.TextValue == str(None) else str(item.TextValue)
+
+
+def _record(group: Dataset) -> Prediction:
+    record = Prediction(predictions={})
     images = []
     for item in _children(group):
         name, kind = _name(item), item.ValueType
-        if kind == "TEXT" and name == codes.DCM.AlgorithmName:
-            record.model = item.TextValue
-        elif kind == "TEXT" and name == codes.DCM.AlgorithmVersion:
-            record.model_version = item.TextValue
+        if kind == "TEXT" and name == _key(codes.DCM.AlgorithmName):
+            record.model = _text(item)
+        elif kind == "TEXT" and name == _key(codes.DCM.AlgorithmVersion):
+            record.model_version = _text(item)
         elif kind == "IMAGE":
             images.append(item.ReferencedSOPSequence[0])
-        elif kind == "CODE" and name == codes.DCM.TargetRegion:
-            record.body_part = code_label(_code(item))
-        elif kind == "NUM" and name == INSTANCES:
+        elif kind == "CODE" and name == _key(codes.DCM.TargetRegion):
+            record.body_part = _label(_value(item))
+        elif kind == "NUM" and name == _key(INSTANCES):
             record.instances = int(_number(item))
-        elif kind == "CODE" and any(_name(c) == codes.DCM.Probability for c in _children(item)):
-            record.predictions[code_task(_name(item))] = _task(item)
-    if record.model == "None":
-        record.model = None
-    if record.model_version == "None":
-        record.model_version = None
-    if record.instances is None and images:
+        elif kind == "CODE" and any(_name(c) == _PROBABILITY for c in _children(item)):
+            record.predictions[VIEW_TASK if name == _key(codes.DCM.ImageView) else name[1]] = _task(item)
+    if record.instances is None and images:  # one image: the record's own (and its frame)
         ref = images[0]
         record.sop_instance_uid = str(ref.ReferencedSOPInstanceUID)
         frames = ref.get("ReferencedFrameNumber")
         if frames is not None:
-            record.frame = int(frames[0] if isinstance(frames, Sequence) and not isinstance(frames, str)
-                               else frames) - 1
+            record.frame = int(frames[0] if isinstance(frames, Sequence) else frames) - 1
     record.abstained = any(p.abstained for p in record.predictions.values())
     return record
 
 
 def _groups(ds: Dataset) -> Iterable[Dataset]:
     for container in _children(ds):
-        if container.ValueType == "CONTAINER" and _name(container) == codes.DCM.ImagingMeasurements:
-            yield from (g for g in _children(container)
-                        if g.ValueType == "CONTAINER" and _name(g) == codes.DCM.MeasurementGroup)
+        if container.ValueType == "CONTAINER" and _name(container) == _key(codes.DCM.ImagingMeasurements):
+            yield from (g for g in _children(container) if g.ValueType == "CONTAINER"
+                        and _name(g) == _key(codes.DCM.MeasurementGroup))
 
 
 def _series_of(ds: Dataset, sop_instance_uid: str | None) -> str | None:
@@ -371,7 +373,7 @@ def read_sr_results(ds: Dataset | str | Path) -> list[Prediction] | None:
         return None
     out = []
     for group in _groups(ds):
-        record = _record(group, None)
+        record = _record(group)
         record.series_instance_uid = _series_of(ds, record.sop_instance_uid)
         out.append(record)
     return out
@@ -387,5 +389,6 @@ def sr_results(path: str | Path) -> list[dict] | None:
     return None if records is None else [r.to_dict() for r in records]
 
 
-__all__ = ["BODY_PART_CODES", "CODING_SCHEME", "CannotReportError", "clean_source", "VIEW_CODES", "build_sr",
-           "code_label", "is_radroute_sr", "label_code", "read_sr_results", "sr_results", "sr_uids", "write_sr"]
+__all__ = ["BODY_PART_CODES", "CODING_SCHEME", "VIEW_CODES", "CannotReportError", "build_sr",
+           "clean_source", "is_radroute_sr", "label_code", "read_sr_results", "sr_results", "sr_uids",
+           "task_code", "write_sr"]
