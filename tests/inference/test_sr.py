@@ -33,7 +33,8 @@ def records_for(ds: pydicom.Dataset, frames: int = 1, path: str | None = None) -
                                    path=path, frame=f if frames > 1 else None,
                                    sop_instance_uid=str(ds.SOPInstanceUID),
                                    series_instance_uid=str(ds.SeriesInstanceUID),
-                                   model="tiny", model_version="0123abcd"))
+                                   model="tiny", model_version="0123abcd",
+                                   models=[{"name": "tiny", "version": "0123abcd", "tasks": list(TASKS)}]))
     return out
 
 
@@ -118,6 +119,32 @@ def test_dsrdump_reads_the_tree(zoo_srs):
                  '<has concept mod TEXT:(,,"Algorithm Name")="tiny">',
                  '<has concept mod TEXT:(,,"Algorithm Version")="0123abcd">'):
         assert line in tree
+
+
+def test_a_cascade_names_the_model_of_each_task(dicom_zoo, tmp_path):
+    """Records of a cascade (a body-part model, then a view model; the modality from the tag):
+    each task names the model that answered it, and the record reads back the same."""
+    from dataclasses import replace
+
+    ds = pydicom.dcmread(dicom_zoo / "files/fo-dicom/CR-MONO1-10-chest.dcm", stop_before_pixels=True, force=True)
+    (plain,) = records_for(ds)
+    tagged = replace(plain.task("modality"), label="CT", score=1.0, source="tag",
+                     probabilities={"CT": 1.0, "MR": 0.0}, abstained=False)
+    record = replace(plain, model="chest-view", model_version="v2", abstained=False,
+                     models=[{"name": "body", "version": "v1", "tasks": ["region", "modality"]},
+                             {"name": "chest-view", "version": "v2", "tasks": ["view"]}],
+                     predictions={"region": plain.task("region"), "modality": tagged,
+                                  "view": plain.task("view")})
+    target = tmp_path / "cascade.dcm"
+    build_sr(record, ds).save_as(target, enforce_file_format=True)
+    assert [r.to_dict() for r in read_sr_results(target)] == stored([record])
+    if shutil.which("dsrdump"):
+        tree = subprocess.run(["dsrdump", str(target)], capture_output=True, text=True, check=True).stdout
+        assert '<has concept mod TEXT:(,,"Algorithm Name")="body">' in tree
+        assert '<has properties CODE:(,,"Source of the answer")=(tag,99RADROUTE,"tag")>' in tree
+    if shutil.which("dciodvfy"):
+        res = subprocess.run(["dciodvfy", str(target)], capture_output=True, text=True)
+        assert not [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("Error")]
 
 
 def test_series_aggregate_references_every_instance(dicom_zoo):

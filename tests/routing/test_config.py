@@ -67,9 +67,6 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
     (lambda t: t.replace("[[rules]]", '[[rules]]\nname = "x"\ndestinations = ["out"]\n'
                          'all = [ { tag = "SeriesDescription", matches = "(" } ]\n[[rules]]', 1),
      r"invalid regular expression"),
-    (lambda t: t.replace("[[rules]]", '[[rules]]\nname = "x"\ndestinations = ["out"]\n'
-                         'all = [ { task = "view", label = "frontal" } ]\n[[rules]]', 1),
-     r"a rule uses predictions but there is no \[classifier\]"),
     (lambda t: t + '\n[scp]\nsop_classes = ["CT Imaging Storage"]\n',
      r"scp\.sop_classes: unknown storage SOP class 'CT Imaging Storage'"),
     (lambda t: t + '\n[scp]\nport = 70000\n', r"scp\.port: not a TCP port"),
@@ -105,3 +102,11 @@ def test_stow_auth_options_are_checked():
     data["destinations"][-1] = {"name": "web", "type": "stow", "url": "ftp://x"}
     with pytest.raises(InvalidConfigError, match="must start with http"):
         parse_config(data)
+
+
+def test_the_classifier_is_the_bundled_cascade_by_default(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_text(MINIMAL.replace("[[rules]]", '[[rules]]\nname = "x"\ndestinations = ["out"]\n'
+                                    'all = [ { task = "body_part", label = "spine" } ]\n[[rules]]', 1))
+    cfg = load_config(path)
+    assert cfg.needs_prediction and cfg.classifier.model == "auto"

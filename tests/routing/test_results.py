@@ -59,10 +59,9 @@ def test_config_keys(tmp_path):
     nowhere = {**base, "router": {"spool": "s", "results_destination": "nowhere"}}
     with pytest.raises(InvalidConfigError, match=r"router\.results_destination: unknown destination"):
         parse_config(nowhere, tmp_path / "router.toml")
-    no_model = {**base, "router": {"spool": "s", "results_destination": "pacs"}}
-    del no_model["classifier"]
-    with pytest.raises(InvalidConfigError, match="results.* no \\[classifier\\]"):
-        parse_config(no_model, tmp_path / "router.toml")
+    results = parse_config({**base, "router": {"spool": "s", "results_destination": "pacs"}},
+                           tmp_path / "router.toml")
+    assert results.results_destination == "pacs" and results.needs_prediction
 
 
 def test_results_follow_instances_and_go_to_the_results_destination(tmp_path, tiny_model):

@@ -9,8 +9,10 @@ One TID 1501 group per record (the whole tree is in docs/classify.md, "Results a
       HAS OBS CONTEXT TEXT (112039, DCM, "Tracking Identifier"), UIDREF (112040, DCM, ...)
       HAS CONCEPT MOD TEXT (111001, DCM, "Algorithm Name"), (111003, "Algorithm Version")  TID 4019
       CONTAINS CODE <task> = <label>                                  one per task
+        HAS CONCEPT MOD TEXT Algorithm Name / Version                 a cascade: who answered it
         HAS PROPERTIES NUM (122157, DCM, "Probability") = score, unit (1, UCUM, "no units")
         HAS PROPERTIES CODE (abstained, 99RADROUTE) = (373066001, SCT, "Yes") | (373067005, "No")
+        HAS PROPERTIES CODE (source, 99RADROUTE) = (tag | tags, 99RADROUTE)   not from the image alone
         HAS PROPERTIES CODE (class, 99RADROUTE) = <class>          one per class, model order
           HAS PROPERTIES NUM (122157, DCM, "Probability") = that class's probability
       CONTAINS IMAGE (121112, DCM, "Source of Measurement") -> the image (and frame)
@@ -21,7 +23,9 @@ One TID 1501 group per record (the whole tree is in docs/classify.md, "Results a
 ``<label>`` is SNOMED CT for the body-part vocabulary (CID 4031) and the views frontal and
 lateral (CID 4010), else (label, 99RADROUTE, label), a code of radroute's private coding scheme
 declared in the SR's Coding Scheme Identification Sequence. Both mappings are one to one, so
-reading back gives the same records, ``path`` aside (``None``).
+reading back gives the same records, ``path`` aside (``None``); ``models`` is rebuilt from who
+answered each task (the group's algorithm, or the task's own in a cascade), so a cascade stage
+whose tasks an earlier stage had all answered is not listed.
 """
 from __future__ import annotations
 
@@ -63,6 +67,8 @@ _LABEL_OF = {(c.scheme_designator, c.value): term for term, c in _STANDARD_LABEL
 VIEW_TASK = "view"
 
 ABSTAINED = Code("abstained", CODING_SCHEME, "Abstained")
+SOURCE = Code("source", CODING_SCHEME, "Source of the answer")
+DEFAULT_SOURCE = "image"
 CLASS = Code("class", CODING_SCHEME, "Class")
 INSTANCES = Code("instances", CODING_SCHEME, "Instances averaged")
 UNIT_ONE = codes.UCUM.NoUnits
@@ -135,9 +141,30 @@ def _item(name: Code, value, relation=hd.sr.RelationshipTypeValues.HAS_PROPERTIE
     return hd.sr.NumContentItem(name=name, value=value, unit=UNIT_ONE, relationship_type=relation)
 
 
-def _task_item(task: str, p: TaskPrediction) -> hd.sr.QualitativeEvaluation:
+def _algorithm(name: str | None, version: str | None) -> hd.sr.AlgorithmIdentification:
+    return hd.sr.AlgorithmIdentification(str(name), str(version))
+
+
+def _answered_by(record: Prediction) -> dict[str, tuple[str | None, str | None]]:
+    """Task -> (model, version) that answered it, when a cascade of models did (else empty):
+    the first stage that has the task, as :func:`radroute.inference.record.chain` takes it."""
+    models = record.models or []
+    if len({(m.get("name"), m.get("version")) for m in models}) < 2:
+        return {}
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for m in models:
+        for task in m.get("tasks") or ():
+            out.setdefault(task, (m.get("name"), m.get("version")))
+    return out
+
+
+def _task_item(task: str, p: TaskPrediction, algorithm: tuple[str | None, str | None] | None
+               ) -> hd.sr.QualitativeEvaluation:
     evaluation = hd.sr.QualitativeEvaluation(task_code(task), label_code(p.label))
-    children = [_item(codes.DCM.Probability, p.score), _item(ABSTAINED, YES if p.abstained else NO)]
+    children = list(_algorithm(*algorithm)) if algorithm else []  # a cascade: who answered it
+    children += [_item(codes.DCM.Probability, p.score), _item(ABSTAINED, YES if p.abstained else NO)]
+    if p.source != DEFAULT_SOURCE:  # a DICOM tag gave (or split) the answer
+        children.append(_item(SOURCE, Code(p.source, CODING_SCHEME, p.source)))
     for cls, prob in p.probabilities.items():
         entry = _item(CLASS, label_code(cls))
         entry.ContentSequence = hd.sr.ContentSequence([_item(codes.DCM.Probability, prob)])
@@ -160,10 +187,11 @@ def _group(record: Prediction, images: Sequence[Dataset]) -> hd.sr.MeasurementsA
     sources = [hd.sr.SourceImageForMeasurementGroup(ds.SOPClassUID, ds.SOPInstanceUID, frames)
                for ds in images]
     identifier, uid = _tracking(record)
+    answered_by = _answered_by(record)
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
-        algorithm_id=hd.sr.AlgorithmIdentification(str(record.model), str(record.model_version)),
-        qualitative_evaluations=[_task_item(t, p) for t, p in record.predictions.items()],
+        algorithm_id=_algorithm(record.model, record.model_version),
+        qualitative_evaluations=[_task_item(t, p, answered_by.get(t)) for t, p in record.predictions.items()],
         source_images=sources)
     items = group[0].ContentSequence
     if record.body_part is not None:
@@ -301,42 +329,56 @@ def _number(item: Dataset) -> float:
 _PROBABILITY, _ABSTAINED, _CLASS = _key(codes.DCM.Probability), _key(ABSTAINED), _key(CLASS)
 
 
-def _task(item: Dataset) -> TaskPrediction:
-    score, abstained, probabilities = None, False, {}
+def _text(item: Dataset) -> str | None:
+    return None if item.TextValue == str(None) else str(item.TextValue)
+
+
+def _algorithm_of(items: list[Dataset]) -> tuple[str | None, str | None] | None:
+    """(name, version) of a TID 4019 among ``items``, or ``None``."""
+    found = {_name(i): _text(i) for i in items if i.ValueType == "TEXT"}
+    if _key(codes.DCM.AlgorithmName) not in found:
+        return None
+    return found[_key(codes.DCM.AlgorithmName)], found.get(_key(codes.DCM.AlgorithmVersion))
+
+
+def _task(item: Dataset) -> tuple[TaskPrediction, tuple[str | None, str | None] | None]:
+    """A task's answer, and the model that gave it when the SR names one (a cascade)."""
+    score, abstained, source, probabilities = None, False, DEFAULT_SOURCE, {}
     for child in _children(item):
         name, kind = _name(child), child.ValueType
         if kind == "NUM" and name == _PROBABILITY:
             score = _number(child)
         elif kind == "CODE" and name == _ABSTAINED:
             abstained = _value(child) == _key(YES)
+        elif kind == "CODE" and name == _key(SOURCE):
+            source = _value(child)[1]
         elif kind == "CODE" and name == _CLASS:
             probs = [_number(c) for c in _children(child) if c.ValueType == "NUM"]
             probabilities[_label(_value(child))] = probs[0] if probs else None
-    return TaskPrediction(label=_label(_value(item)), score=score, probabilities=probabilities,
-                          abstained=abstained)
-
-
-def _text(item: Dataset) -> str | None:
-    return None if item.TextValue == str(None) else str(item.TextValue)
+    answer = TaskPrediction(label=_label(_value(item)), score=score, probabilities=probabilities,
+                            abstained=abstained, source=source)
+    return answer, _algorithm_of(_children(item))
 
 
 def _record(group: Dataset) -> Prediction:
     record = Prediction(predictions={})
-    images = []
+    images, answered_by = [], {}
+    record.model, record.model_version = _algorithm_of(_children(group)) or (None, None)
     for item in _children(group):
         name, kind = _name(item), item.ValueType
-        if kind == "TEXT" and name == _key(codes.DCM.AlgorithmName):
-            record.model = _text(item)
-        elif kind == "TEXT" and name == _key(codes.DCM.AlgorithmVersion):
-            record.model_version = _text(item)
-        elif kind == "IMAGE":
+        if kind == "IMAGE":
             images.append(item.ReferencedSOPSequence[0])
         elif kind == "CODE" and name == _key(codes.DCM.TargetRegion):
             record.body_part = _label(_value(item))
         elif kind == "NUM" and name == _key(INSTANCES):
             record.instances = int(_number(item))
         elif kind == "CODE" and any(_name(c) == _PROBABILITY for c in _children(item)):
-            record.predictions[VIEW_TASK if name == _key(codes.DCM.ImageView) else name[1]] = _task(item)
+            task = VIEW_TASK if name == _key(codes.DCM.ImageView) else name[1]
+            record.predictions[task], answered_by[task] = _task(item)
+    models: dict[tuple[str | None, str | None], list[str]] = {}
+    for task in record.predictions:
+        models.setdefault(answered_by[task] or (record.model, record.model_version), []).append(task)
+    record.models = [{"name": n, "version": v, "tasks": tasks} for (n, v), tasks in models.items()]
     if record.instances is None and images:  # one image: the record's own (and its frame)
         ref = images[0]
         record.sop_instance_uid = str(ref.ReferencedSOPInstanceUID)

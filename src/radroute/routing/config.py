@@ -117,7 +117,9 @@ def _model_name_or_path(model: str, info: ValidationInfo) -> str:
 class ClassifierConfig(ConfigModel):
     """``[classifier]``: the model and how instances are micro-batched through it."""
 
-    model: Annotated[str, AfterValidator(_model_name_or_path)]
+    #: a bundled name, a package folder, or ``auto``: the bundled models, chosen per image as
+    #: ``radroute classify`` chooses them (radroute.inference.AutoPredictor)
+    model: Annotated[str, AfterValidator(_model_name_or_path)] = "auto"
     backend: Literal["torch", "onnx", "auto"] = "torch"
     batch_size: PositiveInt = 16
     max_wait_ms: PositiveFloat = 50.0
@@ -284,7 +286,7 @@ class RouterSettings(ConfigModel):
 class _Sections(ConfigModel):
     scp: ScpConfig | None = None
     watch: WatchConfig | None = None
-    classifier: ClassifierConfig | None = None
+    classifier: ClassifierConfig = ClassifierConfig()
     tag_correction: TagCorrectionConfig | None = None
 
 
