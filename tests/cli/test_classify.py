@@ -60,7 +60,7 @@ def test_jsonl_contract_and_errors(tiny_package, inputs, tmp_path):
     assert "images/s" in result.stderr and "2 errors" in result.stderr
 
 
-def test_sr_option_writes_results_that_inspect_reads_back(tiny_package, inputs, tmp_path):
+def test_sr_option_writes_results_that_inspect_reads_back(tiny_package, inputs, dicom_zoo, tmp_path):
     """--sr DIR: one DICOM SR per classified DICOM file (every frame of a multi-frame one), none
     for the JPEG or the broken files; `inspect` gives the same records back."""
     out, srs = tmp_path / "out.jsonl", tmp_path / "sr"
@@ -81,6 +81,9 @@ def test_sr_option_writes_results_that_inspect_reads_back(tiny_package, inputs, 
         assert report["results"] == [{**r, "path": None} for r in records
                                      if r["sop_instance_uid"] == source]
     assert len(next(r for r in reports if len(r["results"]) > 1)["results"]) == 10  # emri_small
+    bad_uid = dicom_zoo / "files/fo-dicom/CR-ModalitySequenceLUT.dcm"  # SOPInstanceUID 999.999.01...
+    result = run("classify", bad_uid, "--model", tiny_package, "--sr", tmp_path / "none", "--workers", "0")
+    assert "cannot_report" in result.stderr and "0 SRs written" in result.stderr  # and the run went on
 
 
 def test_csv_rows_per_task_and_table(tiny_package, inputs, tmp_path):
