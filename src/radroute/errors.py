@@ -24,6 +24,7 @@ ERROR_CODES: dict[str, str] = {
     "decoder_crashed": "the process decoding this input died (a native decoder crashed); the input was isolated",
     "decoder_timeout": "decoding this input took longer than the time limit; its process was stopped",
     "invalid_header": "the image tags are invalid or contradict the pixel data (sizes, photometric, non-finite values)",
+    "cannot_report": "no DICOM SR can be written for this instance (nothing classified, invalid UIDs)",
 }
 
 

@@ -60,6 +60,32 @@ def test_jsonl_contract_and_errors(tiny_package, inputs, tmp_path):
     assert "images/s" in result.stderr and "2 errors" in result.stderr
 
 
+def test_sr_option_writes_results_that_inspect_reads_back(tiny_package, inputs, dicom_zoo, tmp_path):
+    """--sr DIR: one DICOM SR per classified DICOM file (every frame of a multi-frame one), none
+    for the JPEG or the broken files; `inspect` gives the same records back."""
+    out, srs = tmp_path / "out.jsonl", tmp_path / "sr"
+    result = run("classify", inputs, "--model", tiny_package, "-f", "jsonl", "-o", out, "--sr", srs,
+                 "--workers", "0")
+    records = [r for r in jsonl(out) if r["error"] is None and r["sop_instance_uid"]]
+    sources = {r["sop_instance_uid"] for r in records}
+    assert sorted(p.stem for p in srs.glob("*.dcm")) == sorted(sources) and len(sources) == 4, result.stderr
+    assert "4 SRs written to" in result.stderr
+    shown = [json.loads(line) for line in run("inspect", srs, inputs / "CT1_UNC.dcm", "-f", "jsonl")
+             .stdout.splitlines() if line.startswith("{")]
+    image = next(r for r in shown if r["path"].endswith("CT1_UNC.dcm"))
+    assert image["results"] is None  # an image has no results field value, but has the field
+    reports = [r for r in shown if r is not image]
+    assert all(r["modality"] == "SR" for r in reports) and len(reports) == 4
+    for report in reports:
+        source = Path(report["path"]).stem
+        assert report["results"] == [{**r, "path": None} for r in records
+                                     if r["sop_instance_uid"] == source]
+    assert len(next(r for r in reports if len(r["results"]) > 1)["results"]) == 10  # emri_small
+    bad_uid = dicom_zoo / "files/fo-dicom/CR-ModalitySequenceLUT.dcm"  # SOPInstanceUID 999.999.01...
+    result = run("classify", bad_uid, "--model", tiny_package, "--sr", tmp_path / "none", "--workers", "0")
+    assert "cannot_report" in result.stderr and "0 SRs written" in result.stderr  # and the run went on
+
+
 def test_csv_rows_per_task_and_table(tiny_package, inputs, tmp_path):
     out = tmp_path / "out.csv"
     run("classify", inputs / "CT1_UNC.dcm", inputs / "garbage.dcm", "--model", tiny_package,

@@ -117,6 +117,8 @@ def classify(
     slice_: Optional[int] = typer.Option(None, "--slice", help="Only this slice of a NIfTI "
                                          "volume / frame of a multi-frame file [default: all]."),
     resume: bool = typer.Option(False, help="With --out, skip inputs already in the file."),
+    sr: Optional[Path] = typer.Option(None, "--sr", help="Also write a DICOM Comprehensive SR "
+                                      "(TID 1500) per classified DICOM file: DIR/<SOPInstanceUID>.dcm."),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
 ) -> None:
     """Classify the anatomy, view or modality of every image in PATHS.
@@ -164,7 +166,9 @@ def classify(
     append = resume and out is not None and out.is_file() and out.stat().st_size > 0
     stream = open(out, "a" if append else "w", newline="") if out else sys.stdout
     writer = Writer(fmt, stream, write_header=not append)
-    n_images = n_errors = n_abstained = 0
+    n_images = n_errors = n_abstained = n_sr = 0
+    if sr is not None:
+        from radroute.inference.sr import write_sr
     start = time.perf_counter()
     console = Console(stderr=True)
     bar = Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
@@ -179,6 +183,11 @@ def classify(
                     n_errors += rec.error is not None
                     n_images += rec.error is None
                     n_abstained += bool(rec.abstained)
+                if sr is not None:
+                    try:
+                        n_sr += write_sr(records, sr) is not None
+                    except Exception as exc:  # noqa: BLE001 - one SR never stops the run
+                        _err(f"sr: {records[0].path}: {exc}")
                 bar.advance(task, 1)
             stream.flush()
     finally:
@@ -188,4 +197,5 @@ def classify(
     rate = n_images / elapsed if elapsed > 0 else 0.0
     _err(f"classified {n_images} images from {len(inputs)} inputs in {elapsed:.1f} s "
          f"({rate:.1f} images/s); {n_errors} errors, {n_abstained} abstained"
-         + (f"; {skipped} inputs skipped (already in {out})" if resume else ""))
+         + (f"; {skipped} inputs skipped (already in {out})" if resume else "")
+         + (f"; {n_sr} SRs written to {sr}" if sr is not None else ""))

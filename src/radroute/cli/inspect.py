@@ -16,7 +16,7 @@ RECORD_FIELDS = [
     "rows", "columns", "frames", "transfer_syntax", "photometric", "sop_instance_uid",
     "series_instance_uid", "study_instance_uid", "sop_class_uid", "bits_stored", "pixel_spacing",
     "patient_orientation", "image_laterality", "study_description", "series_description",
-    "protocol_name", "patient_age",
+    "protocol_name", "patient_age", "results",
 ]
 _CHECK_SIZE = 64  # decode at a small size: enough to prove the pixels decode, J2K decodes reduced
 
@@ -100,6 +100,10 @@ def inspect(
             task = progress.add_task("inspect", total=len(files))
             for path in files:
                 record = inspect_file(path, decode=not header_only)
+                if record["modality"] == "SR":  # the prediction records of a radroute SR
+                    from radroute.inference.sr import sr_results
+
+                    record["results"] = sr_results(path)
                 records.append(record)
                 if format == "jsonl":
                     handle.write(json.dumps(record) + "\n")

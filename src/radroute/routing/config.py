@@ -152,11 +152,13 @@ class DestinationConfig(ConfigModel):
     #: C-ECHO / HTTP probe period while unhealthy
     health_check_seconds: PositiveFloat = 30.0
     batch_size: PositiveInt = 32
+    #: "sr": with each classified instance routed here, also its results as a DICOM SR
+    send_results: Literal["sr"] | None = None
 
     @property
     def needs_prediction(self) -> bool:
-        """Whether what it receives depends on the prediction (corrected tags)."""
-        return self.correct_tags
+        """Whether what it receives depends on the prediction (corrected tags, results)."""
+        return self.correct_tags or self.send_results is not None
 
 
 class FolderDestinationConfig(DestinationConfig):
@@ -167,8 +169,8 @@ class FolderDestinationConfig(DestinationConfig):
 
     @property
     def needs_prediction(self) -> bool:
-        """Corrected tags or a path template with ``{label_*}``/``{score_*}``/``{body_part}``."""
-        return self.correct_tags or bool(re.search(r"\{(label_|score_|body_part\})", self.path))
+        """Corrected tags, results or a path template with ``{label_*}``/``{score_*}``/``{body_part}``."""
+        return super().needs_prediction or bool(re.search(r"\{(label_|score_|body_part\})", self.path))
 
 
 class _NetworkDestinationConfig(DestinationConfig):
@@ -273,6 +275,8 @@ class RouterSettings(ConfigModel):
     series_quiet_seconds: PositiveFloat = 10.0
     series_max_classified: PositiveInt = 16
     review_destination: str | None = None
+    #: every classified instance's results, as a DICOM SR, also go to this destination
+    results_destination: str | None = None
     patient_hash_salt: str = ""
     resend_duplicates: bool = False
     keep_delivered: bool = False
@@ -299,7 +303,9 @@ class RouterConfig(RouterSettings, _Sections):
         """Whether any decision can need the classifier."""
         return (any(r.needs_prediction for r in self.rules)
                 or self.review_destination is not None or self.tag_correction is not None
-                or any(d.needs_prediction and d.type == "folder" for d in self.destinations.values()))
+                or self.results_destination is not None
+                or any(d.send_results is not None or (d.needs_prediction and d.type == "folder")
+                       for d in self.destinations.values()))
 
     @property
     def tag_keywords(self) -> set[str]:
@@ -334,9 +340,10 @@ class _Document(_Sections):
                     defined = ", ".join(d.name for d in self.destinations) or "none"
                     raise ProblemAt(("rules", i, "destinations"),
                                     f"unknown destination {name!r}; defined: {defined}")
-        review = self.router.review_destination
-        if review is not None and review not in names:
-            raise ProblemAt(("router", "review_destination"), f"unknown destination {review!r}")
+        for key in ("review_destination", "results_destination"):
+            name = getattr(self.router, key)
+            if name is not None and name not in names:
+                raise ProblemAt(("router", key), f"unknown destination {name!r}")
         return self
 
     def config(self, source: Path | None) -> RouterConfig:

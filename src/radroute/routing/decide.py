@@ -24,8 +24,11 @@ T = TypeVar("T")
 
 
 def destination_wants_prediction(cfg: RouterConfig, name: str) -> bool:
-    """Whether delivering to ``name`` uses the prediction (corrected tags, a ``{label_*}`` path)."""
+    """Whether delivering to ``name`` uses the prediction (corrected tags, a ``{label_*}`` path,
+    results sent with the instance)."""
     dest = cfg.destinations[name]
+    if dest.send_results is not None:
+        return True
     if dest.correct_tags:
         return cfg.tag_correction is not None
     return dest.needs_prediction
@@ -36,15 +39,28 @@ def first_decision(cfg: RouterConfig, tags: dict[str, str], can_classify: bool =
     """``(decision, classify)`` from the tags alone.
 
     ``classify`` is true when the image must be classified first: a rule needs the model before
-    any rule matched, or the chosen destinations use the prediction. ``decision`` is the tags-only
+    any rule matched, the chosen destinations use the prediction, or every classified instance's
+    results go to ``results_destination``. ``decision`` is the tags-only
     decision, or ``None`` when only a prediction can decide. With ``can_classify=False`` (no
     model) nothing asks for one.
     """
     d = decide(cfg, tags)
     if d is NEEDS_PREDICTION:
         return None, can_classify
-    wants = can_classify and any(destination_wants_prediction(cfg, n) for n in d.destinations)
+    wants = can_classify and (cfg.results_destination is not None
+                              or any(destination_wants_prediction(cfg, n) for n in d.destinations))
     return d, wants
+
+
+def results_destinations(cfg: RouterConfig, decision: Decision, prediction: Prediction | None
+                         ) -> tuple[str, ...]:
+    """Where the results of a classified instance (or series) go as a DICOM SR: the
+    ``results_destination`` and the decision's destinations with ``send_results = "sr"``."""
+    if prediction is None or not prediction.ok:
+        return ()
+    names = [cfg.results_destination] if cfg.results_destination else []
+    names += [n for n in decision.destinations if cfg.destinations[n].send_results == "sr"]
+    return tuple(dict.fromkeys(names))
 
 
 def final_decision(cfg: RouterConfig, tags: dict[str, str], prediction: Prediction | None) -> Decision:

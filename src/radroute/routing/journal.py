@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,14 +142,7 @@ class Journal:
     def add_instance(self, spool_path: str, tags: dict, source: str, patient_hash: str | None) -> int:
         """Record a spooled instance (state ``received``); durable when this returns."""
         with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO instances (sop_instance_uid, series_instance_uid, sop_class_uid,"
-                " transfer_syntax, spool_path, source, patient_hash, tags, state, received_at)"
-                " VALUES (?,?,?,?,?,?,?,?,'received',?)",
-                (tags.get("SOPInstanceUID", ""), tags.get("SeriesInstanceUID"),
-                 tags.get("SOPClassUID"), tags.get("TransferSyntaxUID"), str(spool_path), source,
-                 patient_hash, json.dumps(tags), time.time()))
-            return int(cur.lastrowid)
+            return _insert_instance(db, spool_path, tags, source, patient_hash)
 
     def pending_instances(self) -> list[InstanceRow]:
         """Instances received but not yet decided (to resume after a restart)."""
@@ -174,16 +168,23 @@ class Journal:
 
     # ---- deciding ----------------------------------------------------------------------------
     def record_decisions(self, items: list[tuple[int, str, Prediction | None, str, list[str], dict | None]],
-                         resend_duplicates: bool = False) -> tuple[int, list[str]]:
+                         resend_duplicates: bool = False, made: Sequence = ()) -> tuple[int, list[str]]:
         """Store decisions and queue deliveries in one transaction.
 
         ``items``: (instance id, SOPInstanceUID, prediction, rule name, destinations,
-        disagreement). Returns (deliveries queued, spool paths of instances already complete).
+        disagreement). ``made``: instances the router made and spooled (result SRs, with
+        ``spool_path``, ``tags``, ``source``, ``patient_hash``, ``rule``, ``destinations``),
+        added already decided. Returns (deliveries queued, spool paths of instances already
+        complete).
         """
         now = time.time()
         queued = 0
         touched: set[int] = set()
         with self._tx(durable=False) as db:
+            items = list(items) + [
+                (_insert_instance(db, m.spool_path, m.tags, m.source, m.patient_hash),
+                 m.tags.get("SOPInstanceUID", ""), None, m.rule, list(m.destinations), None)
+                for m in made]
             for inst_id, uid, prediction, rule, destinations, disagreement in items:
                 db.execute(
                     "UPDATE instances SET state='classified', prediction=?, rule=?, disagreement=?,"
@@ -345,6 +346,18 @@ class Journal:
         with self.lock:
             return dict(self.db.execute("SELECT destination, state FROM deliveries WHERE"
                                         " sop_instance_uid=?", (sop_instance_uid,)))
+
+
+def _insert_instance(db: sqlite3.Connection, spool_path: str, tags: dict, source: str,
+                     patient_hash: str | None) -> int:
+    cur = db.execute(
+        "INSERT INTO instances (sop_instance_uid, series_instance_uid, sop_class_uid,"
+        " transfer_syntax, spool_path, source, patient_hash, tags, state, received_at)"
+        " VALUES (?,?,?,?,?,?,?,?,'received',?)",
+        (tags.get("SOPInstanceUID", ""), tags.get("SeriesInstanceUID"),
+         tags.get("SOPClassUID"), tags.get("TransferSyntaxUID"), str(spool_path), source,
+         patient_hash, json.dumps(tags), time.time()))
+    return int(cur.lastrowid)
 
 
 class _Transaction:

@@ -22,13 +22,14 @@ from radroute.errors import InvalidConfigError, NotDicomError
 from radroute.inference.record import Prediction
 from radroute.routing.classify import Classifier, MicroBatcher, aggregate, load_classifier
 from radroute.routing.config import RouterConfig
-from radroute.routing.decide import final_decision, first_decision, series_key
+from radroute.routing.decide import final_decision, first_decision, results_destinations, series_key
 from radroute.routing.delivery import DeliveryWorker
 from radroute.routing.destinations import make_destination
 from radroute.routing.ingest import file_bytes_with_meta, has_complete_meta, read_instance_header
 from radroute.routing.journal import Journal
 from radroute.routing.logs import hash_patient, log_event
 from radroute.routing.net import configure_pynetdicom
+from radroute.routing.results import MadeInstance, make_result
 from radroute.routing.rules import Decision, tags_from_dataset, validate_rules_against_tasks
 from radroute.routing.series import Pending, SeriesCollector, SeriesGroup
 from radroute.routing.spool import Spool
@@ -300,30 +301,46 @@ class RouterService:
             d = final_decision(self.cfg, group.instances[0].tags, prediction)
         with self._series_lock:
             self.series.remember_decision(group.key, d, prediction)
-        self._record([(inst, prediction, d) for inst in group.instances])
+        self._record([(inst, prediction, d) for inst in group.instances],
+                     self._results(prediction, d, group.instances))
 
     def _on_classified(self, results: list[tuple[object, Prediction]]) -> None:
-        ready = []
+        ready, made = [], []
         for (kind, ref), record in results:
             if kind == "instance":
-                ready.append((ref, record, final_decision(self.cfg, ref.tags, record)))
+                d = final_decision(self.cfg, ref.tags, record)
+                ready.append((ref, record, d))
+                made += self._results(record, d, [ref])
             else:
                 ref.results.append(record)
                 if len(ref.results) == ref.expected:
                     self._decide_series(ref.group, aggregate(ref.results, self.classifier))
-        self._record(ready)
+        self._record(ready, made)
 
-    def _record(self, items: list[tuple[Pending, Prediction | None, Decision]]) -> None:
+    def _results(self, prediction: Prediction | None, d: Decision,
+                 instances: list[Pending]) -> list[MadeInstance]:
+        """The SR of a classified instance (or series), spooled, if a destination wants it."""
+        names = results_destinations(self.cfg, d, prediction)
+        if not names:
+            return []
+        made = make_result(prediction, [i.spool_path for i in instances], names, self.spool,
+                           self.cfg.tag_keywords, self.cfg.patient_hash_salt)
+        return [made] if made else []
+
+    def _record(self, items: list[tuple[Pending, Prediction | None, Decision]],
+                made: list[MadeInstance] = ()) -> None:
         if not items:
             return
         with self._record_lock:
             if self._closed:
+                for m in made:  # never journaled: the restart decides (and reports) again
+                    self.spool.remove(m.spool_path)
                 return
             entries = []
             for inst, pred, d in items:
                 entries.append((inst.id, inst.sop_instance_uid, pred, d.rule, list(d.destinations),
                                 disagreement(inst.tags, pred)))
-            _, finished = self.journal.record_decisions(entries, self.cfg.resend_duplicates)
+            _, finished = self.journal.record_decisions(entries, self.cfg.resend_duplicates, made)
         if not self.cfg.keep_delivered:
             for path in finished:
                 self.spool.remove(path)
@@ -335,7 +352,11 @@ class RouterService:
             if entry[5]:
                 log_event("tag_disagreement", level=30, sop_instance_uid=inst.sop_instance_uid,
                           **entry[5])
-        for name in {n for _, _, d in items for n in d.destinations}:
+        for m in made:
+            log_event("results_made", sop_instance_uid=m.tags.get("SOPInstanceUID"),
+                      destinations=list(m.destinations))
+        woken = {n for _, _, d in items for n in d.destinations}
+        for name in woken | {n for m in made for n in m.destinations}:
             self.workers[name].wake.set()
 
 
