@@ -42,7 +42,7 @@ def router_config(tmp_path: Path, model: Path, *, router: str = "", threshold: f
     """``tests/routing``'s router.toml (folder destinations review/rest, the tiny model) with
     ``[web]`` and, optionally, ``[classifier] threshold``."""
     body = (folder("review", tmp_path / "out/review") + folder("rest", tmp_path / "out/rest")
-            + folder("abdomen", tmp_path / "out/abdomen/{label_region}") + rules
+            + folder("abdomen", tmp_path / "out/abdomen/{label_region}/{SOPInstanceUID}.dcm") + rules
             + '\n[[rules]]\nname = "rest"\ndefault = true\ndestinations = ["rest"]\n'
             + (web_section() if web is None else web))
     path = make_config(tmp_path, body, model, 'review_destination = "review"\n' + router)
@@ -96,20 +96,24 @@ def queue_dir(tmp_path_factory, tiny_model) -> Queue:
     return make_queue(tmp_path_factory.mktemp("queue"), tiny_model)
 
 
-@pytest.fixture()
-def fresh_queue(queue_dir, tmp_path) -> Queue:
-    """A private copy of the module's queue (journal and spool), paths rewritten."""
-    root = tmp_path / "copy"
-    shutil.copytree(queue_dir.root, root)
-    config = root / "router.toml"
-    config.write_text(config.read_text().replace(str(queue_dir.root), str(root)))
+def copy_queue(queue: Queue, root: Path) -> Queue:
+    """A private copy of a queue (journal and spool), its paths rewritten."""
     import sqlite3
 
+    shutil.copytree(queue.root, root)
+    config = root / "router.toml"
+    config.write_text(config.read_text().replace(str(queue.root), str(root)))
     db = sqlite3.connect(root / "spool" / "journal.sqlite")
-    db.execute("UPDATE instances SET spool_path = replace(spool_path, ?, ?)", (str(queue_dir.root), str(root)))
+    db.execute("UPDATE instances SET spool_path = replace(spool_path, ?, ?)", (str(queue.root), str(root)))
     db.commit()
     db.close()
     return Queue(config, load_config(config), root)
+
+
+@pytest.fixture()
+def fresh_queue(queue_dir, tmp_path) -> Queue:
+    """A private copy of the module's queue, for tests that settle entries."""
+    return copy_queue(queue_dir, tmp_path / "copy")
 
 
 @pytest.fixture()

@@ -86,6 +86,7 @@ def create_app(cfg: RouterConfig, journal: Journal | None = None, *, auth_key: b
     app = FastAPI(title="radroute web", version=__version__, description=_OPENAPI_DESCRIPTION,
                   docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.journal, app.state.queue, app.state.auth = journal, queue, auth
+    app.state.thumbnails = thumbnails
 
     # ---- authentication and headers ----------------------------------------------------------
     def page(request: Request, name: str, status_code: int = 200, **context) -> HTMLResponse:
@@ -269,7 +270,8 @@ def create_app(cfg: RouterConfig, journal: Journal | None = None, *, auth_key: b
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
     @app.post("/api/review/{instance_id}", response_model=ReviewItem, tags=["review"],
-              responses={**_UNAUTHORIZED, **_FORBIDDEN, **_NOT_FOUND,
+              responses={400: {"model": Problem, "description": "the body is not JSON"},
+                         **_UNAUTHORIZED, **_FORBIDDEN, **_NOT_FOUND,
                          409: {"model": Conflict, "description": "settled already"}, **_UNPROCESSABLE})
     def api_settle(request: Request, instance_id: int = Path(ge=1, le=MAX_ID),
                    action: ReviewAction = Body(...)):
