@@ -13,15 +13,12 @@ from pathlib import Path
 import pydicom
 import pytest
 
-pytest.importorskip("fastapi", reason="the web extra is not installed: pip install 'radroute[web]'")
-pytest.importorskip("httpx", reason="httpx (FastAPI's test client) is not installed")
-
-from radroute.routing.config import RouterConfig, load_config  # noqa: E402
-from radroute.routing.service import RouterService  # noqa: E402
-from tests.helpers import need_data  # noqa: E402
-from tests.routing.conftest import confident_model, tiny_model, zoo_files  # noqa: E402,F401
-from tests.routing.peers import distinct_copies  # noqa: E402
-from tests.routing.test_service import folder, make_config  # noqa: E402
+from radroute.routing.config import RouterConfig, load_config
+from radroute.routing.service import RouterService
+from tests.helpers import need_data
+from tests.routing.conftest import tiny_model  # noqa: F401  (a fixture)
+from tests.routing.peers import distinct_copies
+from tests.routing.test_service import folder, make_config
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -88,6 +85,12 @@ def make_queue(tmp_path: Path, model: Path, router: str = "", rules: str = "") -
                                                tmp_path / "in/c", 2))
     config = router_config(tmp_path, model, router=router, rules=rules)  # back to the calibrated model
     return Queue(config, load_config(config), tmp_path)
+
+
+def need_web_extra() -> None:
+    """Skip the calling test module when the ``web`` extra (or FastAPI's test client) is missing."""
+    for module in ("fastapi", "uvicorn", "jinja2", "httpx"):
+        pytest.importorskip(module, reason=f"{module} is not installed: pip install 'radroute[web]' httpx")
 
 
 @pytest.fixture(scope="module")

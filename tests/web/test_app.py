@@ -11,14 +11,17 @@ import logging
 import os
 
 import numpy as np
-from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
 from radroute.routing.journal import Journal
-from radroute.web.app import create_app
-from radroute.web.auth import SESSION_COOKIE, hash_password
-from tests.web.conftest import AUTH, PATIENT_ID, PATIENT_NAME, TOKEN, web_section
+from tests.web.conftest import AUTH, PATIENT_ID, PATIENT_NAME, TOKEN, need_web_extra, web_section
+
+need_web_extra()
+from fastapi.testclient import TestClient  # noqa: E402
+
+from radroute.web.app import create_app  # noqa: E402
+from radroute.web.auth import SESSION_COOKIE, hash_password  # noqa: E402
 
 ITEM_FIELDS = {"id", "sop_instance_uid", "modality", "reason", "predictions", "thumbnail_url"}
 
@@ -60,6 +63,8 @@ def test_status_is_the_status_command_json(client, fresh_queue):
     api = client.get("/api/status").json()
     assert api == json.loads(res.stdout)
     assert api["review"] == {"pending": 6} and api["disagreements"] == 1
+    text = CliRunner().invoke(app, ["status", "-c", str(fresh_queue.config)]).stdout
+    assert "review pending 6, settled 0" in " ".join(text.split())
     html = client.get("/", headers={"Accept": "text/html"})
     assert html.status_code == 200 and "Router status" in html.text and "<b>review</b>" in html.text
 

@@ -11,13 +11,16 @@ import shutil
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.helpers import free_port, need_data
 from tests.routing.peers import RouterProcess, distinct_copies
-from tests.web.conftest import AUTH, TOKEN
-from tests.web.processes import WebProcess, keep_artefact
+from tests.web.conftest import AUTH, TOKEN, need_web_extra
+
+need_web_extra()
+import httpx  # noqa: E402
+
+from tests.web.processes import WebProcess, keep_artefact  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

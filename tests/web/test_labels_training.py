@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 
-from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from radroute.cli import app as cli
 from radroute.models import ModelPackage
 from radroute.routing.config import load_config
-from radroute.web.app import create_app
 from tests.helpers import need_data
-from tests.web.conftest import AUTH, QUEUE_FILES, route, router_config, with_patient
+from tests.web.conftest import AUTH, QUEUE_FILES, need_web_extra, route, router_config, with_patient
+
+need_web_extra()
+from fastapi.testclient import TestClient  # noqa: E402
+
+from radroute.web.app import create_app  # noqa: E402
 
 
 def test_train_on_exported_labels(tmp_path, tiny_model):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.web.conftest import AUTH, copy_queue, need_web_extra
+
+need_web_extra()
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
@@ -11,7 +14,6 @@ from schemathesis.checks import (content_type_conformance, not_a_server_error,  
                                  response_schema_conformance, status_code_conformance)
 
 from radroute.web.app import create_app  # noqa: E402
-from tests.web.conftest import AUTH, copy_queue  # noqa: E402
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 

@@ -7,18 +7,21 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pydicom
 import pytest
 
 from radroute.routing.config import load_config
 from radroute.routing.journal import Journal
 from radroute.routing.service import RouterService
-from radroute.web.app import create_app
-from radroute.web.review import ReviewQueue
 from tests.helpers import free_port, need_data
 from tests.routing.peers import distinct_copies
-from tests.web.conftest import AUTH, router_config
+from tests.web.conftest import AUTH, need_web_extra, router_config
+
+need_web_extra()
+import httpx  # noqa: E402
+
+from radroute.web.app import create_app  # noqa: E402
+from radroute.web.review import ReviewQueue  # noqa: E402
 
 ABDOMEN_RULE = ('\n[[rules]]\nname = "abdomen"\ndestinations = ["abdomen"]\n'
                 'all = [ { task = "region", label = "abdomen" } ]\n')
