@@ -21,6 +21,9 @@ ERROR_CODES: dict[str, str] = {
     "wrong_modality": "the input's modality does not fit the requested operation",
     "invalid_config": "a configuration or model package is invalid",
     "model_not_found": "no bundled model or package at that name/path",
+    "decoder_crashed": "the process decoding this input died (a native decoder crashed); the input was isolated",
+    "decoder_timeout": "decoding this input took longer than the time limit; its process was stopped",
+    "invalid_header": "the image tags are invalid or contradict the pixel data (sizes, photometric, non-finite values)",
 }
 
 
@@ -73,6 +76,18 @@ class NotAVolumeError(RadrouteError):
 
 class WrongModalityError(RadrouteError):
     code = "wrong_modality"
+
+
+class DecoderCrashedError(RadrouteError):
+    code = "decoder_crashed"
+
+
+class DecoderTimeoutError(RadrouteError):
+    code = "decoder_timeout"
+
+
+class InvalidHeaderError(RadrouteError):
+    code = "invalid_header"
 
 
 class InvalidConfigError(RadrouteError):

@@ -14,7 +14,7 @@ from radroute.cli import app
 from radroute.models.package import bundled_names
 
 RECORD_FIELDS = {"path", "frame", "sop_instance_uid", "series_instance_uid", "model",
-                 "model_version", "predictions", "abstained", "body_part", "error"}
+                 "model_version", "models", "predictions", "abstained", "body_part", "error"}
 BUNDLED = {"ct-organ", "ct-mr-region", "chest-view"}
 need_bundled = pytest.mark.skipif(not BUNDLED <= set(bundled_names()),
                                   reason="bundled models not trained yet (scripts/train_bundled.py)")

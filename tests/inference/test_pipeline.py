@@ -23,7 +23,7 @@ def test_order_kept_with_workers_and_bounded_prefetch(dicom_zoo, tmp_path):
     out = list(decode_paths(links, PLAN, workers=2, chunk=3, prefetch=2))
     assert [d.path for d in out] == [str(p) for p in links]
     assert out[7].error["type"] == "not_found" and out[7].images == []
-    assert all(d.error is None and d.images[0].array.shape == (1, 32, 32) for i, d in enumerate(out) if i != 7)
+    assert all(d.error is None and d.images[0].arrays["m"].shape == (1, 32, 32) for i, d in enumerate(out) if i != 7)
     assert out[0].images[0].sop_instance_uid != out[1].images[0].sop_instance_uid
 
 
@@ -32,8 +32,8 @@ def test_choosing_reads_with_the_chosen_models_plan(dicom_zoo):
     cr, ct, us = decode_paths([dicom_zoo / "files/fo-dicom/CR-MONO1-10-chest.dcm",
                                dicom_zoo / "files/wg04/CT1_UNC.dcm",
                                dicom_zoo / "files/wg04/US1_UNC.dcm"], plans, choose=ModelPolicy())
-    assert cr.model == "chest-view" and cr.images[0].array.shape == (1, 48, 48)
-    assert ct.model == "ct-mr-region" and ct.images[0].array.shape == (1, 32, 32)
+    assert cr.model == "chest-view" and cr.images[0].arrays["chest-view"].shape == (1, 48, 48)
+    assert ct.model == "ct-mr-region" and ct.images[0].arrays["ct-mr-region"].shape == (1, 32, 32)
     assert us.model is None and us.error["type"] == "wrong_modality"
 
 

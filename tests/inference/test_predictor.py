@@ -10,8 +10,8 @@ from radroute.inference import Prediction, Predictor, load_model
 from radroute.io import read_image
 
 RECORD_FIELDS = {"path", "frame", "sop_instance_uid", "series_instance_uid", "model",
-                 "model_version", "predictions", "abstained", "body_part", "error"}
-TASK_FIELDS = {"label", "score", "probabilities", "abstained"}
+                 "model_version", "models", "predictions", "abstained", "body_part", "error"}
+TASK_FIELDS = {"label", "score", "probabilities", "abstained", "source"}
 
 
 def js(records: list[Prediction]) -> list[dict]:
@@ -25,12 +25,14 @@ def check_record(rec: dict, predictor: Predictor) -> None:
     assert set(rec) == RECORD_FIELDS
     assert rec["model"] == predictor.name and rec["model_version"] == predictor.version
     if rec["error"] is not None:
-        assert rec["predictions"] is None and rec["abstained"] is None
+        assert rec["predictions"] is None and rec["abstained"] is None and rec["models"] is None
         assert set(rec["error"]) == {"type", "message"} and rec["error"]["type"]
         return
+    assert rec["models"] == [{"name": predictor.name, "version": predictor.version,
+                              "tasks": list(predictor.package.tasks)}]
     assert set(rec["predictions"]) == set(predictor.package.tasks)
     for task, pred in rec["predictions"].items():
-        assert set(pred) == TASK_FIELDS
+        assert set(pred) == TASK_FIELDS and pred["source"] == "image"
         classes = predictor.package.tasks[task]
         assert list(pred["probabilities"]) == classes
         assert pred["label"] == max(pred["probabilities"], key=pred["probabilities"].get)

@@ -24,8 +24,8 @@ def test_fields_and_json_round_trip():
     rec = record([0.1, 0.7, 0.2], path="a.dcm", model="m", model_version="v")
     d = rec.to_dict()
     assert list(d) == ["path", "frame", "sop_instance_uid", "series_instance_uid", "model",
-                       "model_version", "predictions", "abstained", "body_part", "error"]
-    assert d["predictions"]["region"] == {"label": "chest", "score": 0.7, "abstained": False,
+                       "model_version", "models", "predictions", "abstained", "body_part", "error"]
+    assert d["predictions"]["region"] == {"label": "chest", "score": 0.7, "abstained": False, "source": "image",
                                           "probabilities": {"head": 0.1, "chest": 0.7, "abdomen": 0.2}}
     assert d["body_part"] == "chest" and d["abstained"] is False
     assert Prediction.from_dict(json.loads(json.dumps(d))) == rec

@@ -67,9 +67,6 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
     (lambda t: t.replace("[[rules]]", '[[rules]]\nname = "x"\ndestinations = ["out"]\n'
                          'all = [ { tag = "SeriesDescription", matches = "(" } ]\n[[rules]]', 1),
      r"invalid regular expression"),
-    (lambda t: t.replace("[[rules]]", '[[rules]]\nname = "x"\ndestinations = ["out"]\n'
-                         'all = [ { task = "view", label = "frontal" } ]\n[[rules]]', 1),
-     r"a rule uses predictions but there is no \[classifier\]"),
     (lambda t: t + '\n[scp]\nsop_classes = ["CT Imaging Storage"]\n',
      r"scp\.sop_classes: unknown storage SOP class 'CT Imaging Storage'"),
     (lambda t: t + '\n[scp]\nport = 70000\n', r"scp\.port: not a TCP port"),
@@ -117,9 +114,18 @@ def test_web_and_review_settings(tmp_path):
     path.write_text(text + '\n[web]\ntoken = "0123456789abcdef"\n')
     cfg = load_config(path)
     assert (cfg.web.host, cfg.web.port, cfg.web.token, cfg.web.users) == ("127.0.0.1", 8080, "0123456789abcdef", ())
-    assert cfg.route_after_review and not cfg.review_queue  # no model: nothing to review
-    path.write_text(text + '\n[web]\ntoken = "0123456789abcdef"\n[classifier]\nmodel = "auto"\nthreshold = 0.99\n')
+    assert cfg.route_after_review and not cfg.review_queue  # the model never runs: nothing to review
+    text = text.replace('spool = "spool"', 'spool = "spool"\nreview_destination = "out"')
+    path.write_text(text + '\n[web]\ntoken = "0123456789abcdef"\n[classifier]\nthreshold = 0.99\n')
     cfg = load_config(path)
-    assert cfg.review_queue and cfg.classifier.threshold == 0.99
+    assert cfg.review_queue and cfg.classifier.threshold == 0.99 and cfg.classifier.model == "auto"
     path.write_text(MINIMAL)
-    assert load_config(path).classifier is None and not load_config(path).route_after_review
+    assert load_config(path).classifier.threshold is None and not load_config(path).route_after_review
+
+
+def test_the_classifier_is_the_bundled_cascade_by_default(tmp_path):
+    path = tmp_path / "router.toml"
+    path.write_text(MINIMAL.replace("[[rules]]", '[[rules]]\nname = "x"\ndestinations = ["out"]\n'
+                                    'all = [ { task = "body_part", label = "spine" } ]\n[[rules]]', 1))
+    cfg = load_config(path)
+    assert cfg.needs_prediction and cfg.classifier.model == "auto"

@@ -23,7 +23,7 @@ def _load_config(path: Path):
 
 def _torch_threads(cfg) -> None:
     """The classifier's ``threads`` for a torch model: torch's thread count is the process's."""
-    if cfg.classifier is not None and cfg.classifier.backend == "torch":
+    if cfg.needs_prediction and cfg.classifier.backend == "torch":
         import torch
 
         torch.set_num_threads(cfg.classifier.threads)

@@ -12,10 +12,10 @@ from typing import Any
 
 from radroute.errors import InvalidConfigError
 from radroute.inference.onnx import ONNX_BESIDE
-from radroute.inference.pipeline import DecodedInput
+from radroute.inference.pipeline import DecodedImage, DecodedInput
 from radroute.inference.policy import ModelPolicy
 from radroute.inference.predictor import BatchClassifier, Predictor, failed_record, load_predictor
-from radroute.inference.record import Prediction
+from radroute.inference.record import Prediction, chain
 from radroute.models.package import ModelPackage
 
 
@@ -34,7 +34,8 @@ class AutoPredictor(BatchClassifier):
         # the packages' configs (tasks, preprocessing) are read now, their weights on first use
         self.packages = {name: ModelPackage.load(name) for name in self.policy.models}
         self._predictors: dict[str, Predictor] = {}
-        self.version = ",".join(f"{n}={p.version}" for n, p in self.packages.items())
+        self.versions = {name: package.version for name, package in self.packages.items()}
+        self.version = ",".join(f"{n}={v}" for n, v in self.versions.items())
 
     def __repr__(self) -> str:
         return f"AutoPredictor({', '.join(self.packages)}, backend={self.backend!r})"
@@ -86,28 +87,47 @@ class AutoPredictor(BatchClassifier):
         return self._predictors[name]
 
     def classify_decoded(self, decoded: list[DecodedInput], batch_size: int = 32) -> list[list[Prediction]]:
-        results: list[list[Prediction] | None] = [None] * len(decoded)
-        by_model: dict[str | None, list[int]] = {}
+        """Each image through its cascade: the model chosen from its tags, then the models its
+        answers lead to (``ModelPolicy.then``); one record per image from all its stages."""
+        stages: dict[tuple[int, int], list[Prediction]] = {}
+        todo = [(i, j, item.model) for i, item in enumerate(decoded) if item.error is None
+                and item.model in self.packages for j in range(len(item.images))]
+        while todo:
+            by_model: dict[str, list[tuple[int, int]]] = {}
+            for i, j, model in todo:
+                by_model.setdefault(model, []).append((i, j))
+            todo = []
+            for model, where in by_model.items():
+                predictor = self.predictor(model)
+                images = [decoded[i].images[j] for i, j in where]
+                for (i, j), probs in zip(where, predictor.image_probabilities(images, model, batch_size)):
+                    record = predictor.record(decoded[i], decoded[i].images[j], probs)
+                    stages.setdefault((i, j), []).append(record)
+                    nxt = self.policy.next_model(model, record.predictions)
+                    if nxt is not None:
+                        todo.append((i, j, nxt))
+        out = []
         for i, item in enumerate(decoded):
-            by_model.setdefault(item.model if item.model in self.packages else None, []).append(i)
-        for name, indices in by_model.items():
-            if name is None:  # failed before a model was chosen
-                for i in indices:
-                    results[i] = [failed_record(decoded[i])]
-                continue
-            batch = self.predictor(name).classify_decoded([decoded[i] for i in indices], batch_size)
-            for i, records in zip(indices, batch):
-                results[i] = records
-        return results  # type: ignore[return-value]
+            if (i, 0) not in stages:  # failed, or failed before a model was chosen
+                out.append([failed_record(item, item.model, self.versions.get(item.model))])
+            else:
+                out.append([chain(stages[(i, j)]) for j in range(len(item.images))])
+        return out
 
     def decode_inline(self, item: Any) -> DecodedInput:
-        """An :class:`radroute.io.Image` goes to its tags' model; a bare array to the untagged one."""
-        from radroute.io.types import Image
+        """An :class:`radroute.io.Image` goes to its tags' models; a bare 2-D array to the
+        untagged ones (already preprocessed 3-D arrays need one model: use ``load_model(name)``)."""
+        from radroute.data.preprocess import Preprocessing
+        from radroute.io.types import Image, Metadata
 
         if isinstance(item, Image):
-            name = self.policy.model_for(item.meta)
-        elif getattr(item, "ndim", None) in (2, 3):
-            name = self.policy.untagged
+            meta, pixels, frame = item.meta, item.pixels, item.frame
+        elif getattr(item, "ndim", None) == 2:
+            meta, pixels, frame = Metadata(), item, None
         else:
-            raise InvalidConfigError(f"cannot classify a {type(item).__name__}")
-        return self.predictor(name).decode_inline(item)
+            raise InvalidConfigError(f"cannot choose a model for a {type(item).__name__} of shape "
+                                     f"{getattr(item, 'shape', None)}: give a 2-D image or radroute.io.Image")
+        models = self.policy.stages_for(meta)
+        arrays = {m: Preprocessing.from_dict(self.packages[m].preprocessing).from_array(pixels) for m in models}
+        return DecodedInput(meta.path, models, [DecodedImage(arrays, frame, meta.sop_instance_uid,
+                                                             meta.series_instance_uid)], meta=meta)

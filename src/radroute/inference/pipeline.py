@@ -21,6 +21,7 @@ import numpy as np
 
 from radroute.errors import RadrouteError, error_dict
 from radroute.inference.policy import ModelPolicy
+from radroute.io.types import Metadata
 
 
 @dataclass
@@ -36,9 +37,10 @@ class ReadPlan:
 
 @dataclass
 class DecodedImage:
-    """One model-ready image of an input."""
+    """One image of an input, ready for each model that may see it."""
 
-    array: np.ndarray  # (C, S, S) float32, already through Preprocessing
+    #: model key -> (C, S, S) float32, already through that model's Preprocessing
+    arrays: dict[str, np.ndarray]
     frame: int | None = None
     sop_instance_uid: str | None = None
     series_instance_uid: str | None = None
@@ -49,9 +51,17 @@ class DecodedInput:
     """Everything one input (a file, an Image, an array) turned into."""
 
     path: str | None
-    model: str | None = None  # key of the chosen plan
+    #: the models that may see it, first the one chosen from its tags (empty: none was chosen)
+    models: list[str] = field(default_factory=list)
     images: list[DecodedImage] = field(default_factory=list)
     error: dict | None = None
+    #: the input's tags (``None`` for arrays, and for files that failed before their header)
+    meta: Metadata | None = None
+
+    @property
+    def model(self) -> str | None:
+        """The model chosen for this input (the first stage)."""
+        return self.models[0] if self.models else None
 
 
 def _preprocessing(plan: dict):
@@ -64,29 +74,36 @@ def decode_path(path: str, plans: dict[str, dict], choose: ModelPolicy | None,
                 frames: str | int) -> DecodedInput:
     """Read one file into model-ready arrays; never raises (errors go into the result).
 
-    ``plans`` maps model key -> preprocessing dict. With a ``choose`` policy the model is picked
-    from the file's tags (:meth:`ModelPolicy.model_for`), else the only plan is used.
+    ``plans`` maps model key -> preprocessing dict. With a ``choose`` policy the models are
+    picked from the file's tags (:meth:`ModelPolicy.stages_for`: the first model and those that
+    may follow it) and the image is prepared for each; else the only plan is used. Models that
+    read alike (size, aspect, window) share one decode.
     """
     from radroute.io import iter_images, read_header
 
     out = DecodedInput(path=path)
     try:
-        keys = list(plans)
-        same_reading = len({ReadPlan(p).read_args() for p in plans.values()}) == 1
-        if choose is not None and not same_reading:
-            out.model = choose.model_for(read_header(path))
-        elif choose is None:
-            out.model = keys[0]
-        for key in ([out.model] if out.model else keys[:1]):
-            pp = _preprocessing(plans[key])
-            for image in iter_images(path, frames=frames, size=pp.size,
-                                     keep_aspect=pp.keep_aspect, window=pp.window):
-                if out.model is None:  # one reading fits every plan: choose from this image's tags
-                    out.model = choose.model_for(image.meta)
-                    pp = _preprocessing(plans[out.model])
-                out.images.append(DecodedImage(
-                    pp.from_image(image), image.frame,
-                    image.meta.sop_instance_uid, image.meta.series_instance_uid))
+        if choose is None:
+            out.models = [next(iter(plans))]
+        elif len({ReadPlan(p).read_args() for p in plans.values()}) > 1:
+            out.meta = read_header(path)
+            out.models = choose.stages_for(out.meta)
+        groups: dict[tuple, list[str]] = {}
+        for key in out.models or list(plans)[:1]:
+            groups.setdefault(ReadPlan(plans[key]).read_args(), []).append(key)
+        for n, keys in enumerate(groups.values()):
+            pp = _preprocessing(plans[keys[0]])
+            for i, image in enumerate(iter_images(path, frames=frames, size=pp.size,
+                                                  keep_aspect=pp.keep_aspect, window=pp.window)):
+                if not out.models:  # every plan reads alike: choose from this image's tags
+                    out.models = choose.stages_for(image.meta)
+                    keys = out.models
+                out.meta = out.meta or image.meta
+                if n == 0:
+                    out.images.append(DecodedImage({}, image.frame, image.meta.sop_instance_uid,
+                                                   image.meta.series_instance_uid))
+                for key in keys:
+                    out.images[i].arrays[key] = _preprocessing(plans[key]).from_image(image)
         if not out.images:
             raise RadrouteError("the input yielded no image", path, code="no_pixel_data")
     except Exception as exc:  # one bad file never stops a batch

@@ -1,8 +1,10 @@
 """Which model sees which image: the one place that decides, for every command and the router.
 
-A :class:`ModelPolicy` is plain data (decode worker processes receive a copy): it picks the model
-for an image from its tags before the pixels are decoded, so each image is read once, at the
-resolution and window of the model that will see it.
+A :class:`ModelPolicy` is plain data (decode worker processes receive a copy). It picks the first
+model for an image from its tags before the pixels are decoded, and names the models that may
+follow it (a *cascade*: a stage's answer on one task picks the next model, e.g. an X-ray whose
+body part is chest goes on to the view model), so each image is read once and prepared for every
+model that may see it.
 """
 from __future__ import annotations
 
@@ -26,11 +28,34 @@ class ModelPolicy:
 
     by_modality: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MODEL_FOR_MODALITY))
     untagged: str = DEFAULT_MODEL_NO_MODALITY
+    #: model -> (task, {label: next model}): after that model, a non-abstained label of that
+    #: task sends the image on to the next model
+    then: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def models(self) -> list[str]:
         """Every model this policy may choose, sorted."""
-        return sorted({*self.by_modality.values(), self.untagged})
+        follow = {m for _, nxt in self.then.values() for m in nxt.values()}
+        return sorted({*self.by_modality.values(), self.untagged, *follow})
+
+    def next_model(self, model: str, predictions: dict) -> str | None:
+        """The model after ``model`` given its task predictions (``TaskPrediction`` by task)."""
+        if model not in self.then:
+            return None
+        task, nxt = self.then[model]
+        answer = predictions.get(task)
+        if answer is None or answer.abstained:
+            return None
+        return nxt.get(answer.label)
+
+    def stages_for(self, meta: Metadata) -> list[str]:
+        """:meth:`model_for` and every model that may follow it, in stage order."""
+        order = [self.model_for(meta)]
+        for model in order:
+            for nxt in self.then.get(model, ("", {}))[1].values():
+                if nxt not in order:
+                    order.append(nxt)
+        return order
 
     def model_for(self, meta: Metadata) -> str:
         """The model for an image with these tags.

@@ -21,6 +21,7 @@ from radroute.inference.onnx import ONNX_BESIDE, cached_onnx, package_from_onnx
 from radroute.inference.pipeline import DecodedImage, DecodedInput, decode_paths
 from radroute.inference.policy import ModelPolicy
 from radroute.inference.record import Prediction, make_prediction
+from radroute.inference.tag_rules import apply_tag_rules
 from radroute.models.package import ModelPackage
 
 _END = object()
@@ -30,6 +31,7 @@ def failed_record(decoded: DecodedInput, model: str | None = None,
                   model_version: str | None = None) -> Prediction:
     """The record of an input that could not be decoded."""
     return Prediction.failed(decoded.path, decoded.error or {}, model=model, model_version=model_version)
+
 
 
 class BatchClassifier:
@@ -171,22 +173,39 @@ class Predictor(BatchClassifier):
         return self._runner.features(np.asarray(x, dtype=np.float32))
 
     # ---- records -----------------------------------------------------------
+    @property
+    def identity(self) -> dict[str, Any]:
+        """This model's entry in a record's ``models``."""
+        return {"name": self.name, "version": self.version, "tasks": list(self.package.tasks)}
+
     def record(self, decoded: DecodedInput, image: DecodedImage, probs: dict[str, np.ndarray]) -> Prediction:
-        """The record of one classified image."""
+        """The record of one classified image (the package's tag rules applied)."""
+        rules = self.package.tag_rules
+
+        def adjust(predictions):
+            return apply_tag_rules(predictions, rules, decoded.meta, self.thresholds)
+
         return make_prediction(probs, self.package.tasks, self.thresholds, self.package.body_part_map,
+                               adjust=adjust if rules else None,
                                path=decoded.path, frame=image.frame,
                                sop_instance_uid=image.sop_instance_uid,
                                series_instance_uid=image.series_instance_uid,
-                               model=self.name, model_version=self.version)
+                               model=self.name, model_version=self.version, models=[self.identity])
+
+    def image_probabilities(self, images: list[DecodedImage], key: str | None = None,
+                            batch_size: int = 32) -> list[dict[str, np.ndarray]]:
+        """Per image, ``{task: probabilities}`` from its array for ``key`` (default: this model)."""
+        key = key or self.name
+        out: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            probs = self.predict_arrays(np.stack([im.arrays[key] for im in chunk]))
+            out += [{t: p[i] for t, p in probs.items()} for i in range(len(chunk))]
+        return out
 
     def classify_decoded(self, decoded: list[DecodedInput], batch_size: int = 32) -> list[list[Prediction]]:
         images = [im for d in decoded if d.error is None for im in d.images]
-        probs_all: list[dict[str, np.ndarray]] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            probs = self.predict_arrays(np.stack([im.array for im in chunk]))
-            probs_all += [{t: p[i] for t, p in probs.items()} for i in range(len(chunk))]
-        it = iter(probs_all)
+        it = iter(self.image_probabilities(images, batch_size=batch_size))
         out = []
         for d in decoded:
             if d.error is not None or not d.images:
@@ -205,15 +224,15 @@ class Predictor(BatchClassifier):
 
         if isinstance(item, Image):
             meta = item.meta
-            return DecodedInput(meta.path, self.name, [DecodedImage(
-                self.preprocessing.from_image(item), item.frame,
-                meta.sop_instance_uid, meta.series_instance_uid)])
+            return DecodedInput(meta.path, [self.name], [DecodedImage(
+                {self.name: self.preprocessing.from_image(item)}, item.frame,
+                meta.sop_instance_uid, meta.series_instance_uid)], meta=meta)
         arr = np.asarray(item, dtype=np.float32)
         if arr.ndim == 2:
             arr = self.preprocessing.from_array(arr)
         elif arr.ndim != 3:
             raise InvalidConfigError(f"expected a (H, W) or (C, S, S) array, got shape {arr.shape}")
-        return DecodedInput(None, self.name, [DecodedImage(arr)])
+        return DecodedInput(None, [self.name], [DecodedImage({self.name: arr})])
 
 
 def load_predictor(name_or_path: str | Path, backend: str = "torch", *, threshold: float | None = None,

@@ -24,6 +24,9 @@ class Metadata:
     series_description: str | None = None
     protocol_name: str | None = None
     patient_age: str | None = None
+    #: for the patient's age when PatientAge is absent (never printed by ``inspect``)
+    patient_birth_date: str | None = None
+    study_date: str | None = None
     pixel_spacing: tuple[float, float] | None = None
     photometric: str | None = None
     transfer_syntax: str | None = None

@@ -43,6 +43,8 @@ class ModelPackage:
     thresholds: dict[str, float] = field(default_factory=dict)
     #: per-task mapping of class name -> body-part vocabulary term, where one exists
     body_part_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: tasks that DICOM tags answer better than pixels (see radroute.inference.tag_rules)
+    tag_rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: data description: sources, licenses, split, sizes, command line
     training: dict[str, Any] = field(default_factory=dict)
     #: validation metrics as written by radroute.evaluation

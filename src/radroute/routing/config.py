@@ -117,7 +117,9 @@ def _model_name_or_path(model: str, info: ValidationInfo) -> str:
 class ClassifierConfig(ConfigModel):
     """``[classifier]``: the model and how instances are micro-batched through it."""
 
-    model: Annotated[str, AfterValidator(_model_name_or_path)]
+    #: a bundled name, a package folder, or ``auto``: the bundled models, chosen per image as
+    #: ``radroute classify`` chooses them (radroute.inference.AutoPredictor)
+    model: Annotated[str, AfterValidator(_model_name_or_path)] = "auto"
     backend: Literal["torch", "onnx", "auto"] = "torch"
     batch_size: PositiveInt = 16
     max_wait_ms: PositiveFloat = 50.0
@@ -264,23 +266,6 @@ class Rule(ConfigModel):
                 and (not self.any or any(c.matches(tags, prediction) for c in self.any)))
 
 
-# ---- the whole file ------------------------------------------------------------------------------
-class RouterSettings(ConfigModel):
-    """``[router]``: the spool and how decisions are made and kept."""
-
-    spool: ConfigPath
-    decision: Literal["instance", "series"] = "instance"
-    series_quiet_seconds: PositiveFloat = 10.0
-    series_max_classified: PositiveInt = 16
-    review_destination: str | None = None
-    patient_hash_salt: str = ""
-    resend_duplicates: bool = False
-    keep_delivered: bool = False
-    journal_keep_days: PositiveFloat = 30.0
-    #: a review settled on the web page is decided again with the corrected labels and delivered
-    route_after_review: bool = False
-
-
 # ---- the web page --------------------------------------------------------------------------------
 #: ``pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`` (Django's format; ``radroute web --hash-password``)
 PASSWORD_HASH = re.compile(r"^pbkdf2_sha256\$(\d+)\$([^$]+)\$([A-Za-z0-9+/]+=*)$")
@@ -327,10 +312,27 @@ class WebConfig(ConfigModel):
         return self
 
 
+# ---- the whole file ------------------------------------------------------------------------------
+class RouterSettings(ConfigModel):
+    """``[router]``: the spool and how decisions are made and kept."""
+
+    spool: ConfigPath
+    decision: Literal["instance", "series"] = "instance"
+    series_quiet_seconds: PositiveFloat = 10.0
+    series_max_classified: PositiveInt = 16
+    review_destination: str | None = None
+    patient_hash_salt: str = ""
+    resend_duplicates: bool = False
+    keep_delivered: bool = False
+    journal_keep_days: PositiveFloat = 30.0
+    #: a review settled on the web page is decided again with the corrected labels and delivered
+    route_after_review: bool = False
+
+
 class _Sections(ConfigModel):
     scp: ScpConfig | None = None
     watch: WatchConfig | None = None
-    classifier: ClassifierConfig | None = None
+    classifier: ClassifierConfig = ClassifierConfig()
     tag_correction: TagCorrectionConfig | None = None
     web: WebConfig | None = None
 
@@ -360,8 +362,8 @@ class RouterConfig(RouterSettings, _Sections):
 
     @property
     def review_queue(self) -> bool:
-        """Whether uncertain instances wait in the review queue (``[web]`` and a model)."""
-        return self.web is not None and self.classifier is not None
+        """Whether uncertain instances wait in the review queue (``[web]`` and a model that runs)."""
+        return self.web is not None and self.needs_prediction
 
     @property
     def tag_keywords(self) -> set[str]:

@@ -37,7 +37,7 @@ class Vocabulary:
 def model_vocabulary(cfg: RouterConfig) -> Vocabulary:
     """What the router's ``[classifier] model`` can answer, read from the package config(s)
     without loading weights (``auto``: every model the bundled policy may choose)."""
-    if cfg.classifier is None:
+    if cfg.classifier is None or not cfg.needs_prediction:  # the router never runs the model
         return Vocabulary({}, {})
     model = cfg.classifier.model
     if model == "auto":
