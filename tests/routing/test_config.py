@@ -75,6 +75,10 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
                          'all = [ { body_part = "thorax" } ]\n[[rules]]', 1),
      r"not in the body-part vocabulary"),
     (lambda t: t.replace('spool = "spool"', "spool = 3"), r"router\.spool: expected str"),
+    (lambda t: t + '\n[classifier]\nmodel = "auto"\nthreshold = 1.5\n', r"classifier\.threshold: must be <= 1"),
+    (lambda t: t + '\n[web]\nport = 80\n', r"web: needs token"),
+    (lambda t: t + '\n[web]\ntoken = "0123456789abcdef"\n[[web.users]]\nname = "a"\npassword_hash = "x"\n',
+     r"web\.users\[0\]\.password_hash: must be 'pbkdf2_sha256"),
 ])
 def test_mistakes_are_reported_with_their_key(tmp_path, edit, message):
     path = tmp_path / "router.toml"
@@ -102,6 +106,21 @@ def test_stow_auth_options_are_checked():
     data["destinations"][-1] = {"name": "web", "type": "stow", "url": "ftp://x"}
     with pytest.raises(InvalidConfigError, match="must start with http"):
         parse_config(data)
+
+
+def test_web_and_review_settings(tmp_path):
+    path = tmp_path / "router.toml"
+    text = MINIMAL.replace('spool = "spool"', 'spool = "spool"\nroute_after_review = true')
+    path.write_text(text + '\n[web]\ntoken = "0123456789abcdef"\n')
+    cfg = load_config(path)
+    assert (cfg.web.host, cfg.web.port, cfg.web.token, cfg.web.users) == ("127.0.0.1", 8080, "0123456789abcdef", ())
+    assert cfg.route_after_review and not cfg.review_queue  # the model never runs: nothing to review
+    text = text.replace('spool = "spool"', 'spool = "spool"\nreview_destination = "out"')
+    path.write_text(text + '\n[web]\ntoken = "0123456789abcdef"\n[classifier]\nthreshold = 0.99\n')
+    cfg = load_config(path)
+    assert cfg.review_queue and cfg.classifier.threshold == 0.99 and cfg.classifier.model == "auto"
+    path.write_text(MINIMAL)
+    assert load_config(path).classifier.threshold is None and not load_config(path).route_after_review
 
 
 def test_the_classifier_is_the_bundled_cascade_by_default(tmp_path):

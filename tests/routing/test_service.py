@@ -275,3 +275,17 @@ def test_rules_are_checked_against_the_model(tmp_path, tiny_model):
             + '\n[[rules]]\nname = "rest"\ndefault = true\ndestinations = ["out"]\n')
     with pytest.raises(InvalidConfigError, match="has no task 'view'"):
         RouterService(load_config(make_config(tmp_path, body, tiny_model)), start_sources=False).start()
+
+
+def test_classifier_threshold_overrides_the_package(tmp_path, confident_model):
+    """``[classifier] threshold`` as ``classify --threshold``: the confident model now abstains."""
+    files = [need_data("dicom_zoo", "files", "pydicom", n) for n in ("CT_small.dcm", "MR_small.dcm")]
+    body = (folder("review", tmp_path / "out/review") + folder("rest", tmp_path / "out/rest")
+            + '\n[[rules]]\nname = "rest"\ndefault = true\ndestinations = ["rest"]\n')
+    config = make_config(tmp_path, body, confident_model, 'review_destination = "review"')
+    st = run_files(config, files)
+    assert st["deliveries"] == {"rest": {"sent": 2}}
+    config.write_text(config.read_text().replace("threads = 1\n", "threads = 1\nthreshold = 0.999999\n"))
+    shutil.rmtree(tmp_path / "spool")
+    st = run_files(config, files)
+    assert st["deliveries"] == {"review": {"sent": 2}}

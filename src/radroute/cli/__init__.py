@@ -12,13 +12,13 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import typer  # noqa: E402
 
 from radroute.cli import (  # noqa: E402
-    classify, evaluate, examples, export, inspect, models, profile, serve, train,
+    classify, evaluate, examples, export, inspect, models, profile, serve, train, web,
 )
 
 #: (module, function) of every sub-command, in ``radroute --help`` order.
 COMMANDS = [
     (inspect, "inspect"), (examples, "examples"), (classify, "classify"), (export, "export"),
-    (models, "models"), (serve, "serve"), (serve, "route"), (serve, "status"),
+    (models, "models"), (serve, "serve"), (serve, "route"), (serve, "status"), (web, "web"),
     (evaluate, "evaluate"), (evaluate, "robustness"), (train, "train"), (profile, "profile"),
 ]
 

@@ -145,7 +145,9 @@ def status(
 
     console = Console()
     console.print("instances: " + (", ".join(f"{k} {v}" for k, v in sorted(st["instances"].items()))
-                                   or "none") + f"; tag disagreements {st['disagreements']}")
+                                   or "none") + f"; tag disagreements {st['disagreements']}"
+                  + (f"; review pending {st['review'].get('pending', 0)}, settled {st['review'].get('settled', 0)}"
+                     if st.get("review") else ""))
     states = ["queued", "sending", "uncertain", "sent", "dead"]
     table = Table("destination", *states)
     for dest, counts in sorted(st["deliveries"].items()):

@@ -38,11 +38,13 @@ class Classifier(Protocol):
                 frames: str | int = "all") -> list[Prediction]: ...
 
 
-def load_classifier(model: str, backend: str = "torch", threads: int = 2) -> Classifier:
-    """A predictor for a bundled name, a package path or ``auto`` (see ``radroute.inference.load_model``)."""
+def load_classifier(model: str, backend: str = "torch", threads: int = 2,
+                    threshold: float | None = None) -> Classifier:
+    """A predictor for a bundled name, a package path or ``auto`` (see ``radroute.inference.load_model``);
+    ``threshold`` overrides the package's abstention thresholds."""
     from radroute.inference import load_model
 
-    return load_model(model, backend=backend, threads=threads)
+    return load_model(model, backend=backend, threads=threads, threshold=threshold)
 
 
 def classify_instances(classifier: Classifier, paths: list[str]) -> list[Prediction]:

@@ -22,7 +22,7 @@ from pydicom.uid import UID, AllTransferSyntaxes
 from radroute.errors import InvalidConfigError
 from radroute.routing.conditions import AnyCondition, Condition, TagCondition
 from radroute.routing.schema import (ConfigModel, ConfigPath, ConfigPathText, Names, PositiveFloat,
-                                     PositiveInt, ProblemAt, error_message, from_config_folder)
+                                     PositiveInt, Probability, ProblemAt, error_message, from_config_folder)
 
 if TYPE_CHECKING:
     from radroute.inference.record import Prediction
@@ -124,6 +124,8 @@ class ClassifierConfig(ConfigModel):
     batch_size: PositiveInt = 16
     max_wait_ms: PositiveFloat = 50.0
     threads: PositiveInt = 2
+    #: overrides every task's calibrated abstention threshold (as ``classify --threshold``)
+    threshold: Probability | None = None
 
 
 class TagCorrectionConfig(ConfigModel):
@@ -266,6 +268,52 @@ class Rule(ConfigModel):
                 and (not self.any or any(c.matches(tags, prediction) for c in self.any)))
 
 
+# ---- the web page --------------------------------------------------------------------------------
+#: ``pbkdf2_sha256$<iterations>$<salt>$<base64 hash>`` (Django's format; ``radroute web --hash-password``)
+PASSWORD_HASH = re.compile(r"^pbkdf2_sha256\$(\d+)\$([^$]+)\$([A-Za-z0-9+/]+=*)$")
+MIN_PBKDF2_ITERATIONS = 100_000
+
+
+def _password_hash(value: str) -> str:
+    found = PASSWORD_HASH.match(value)
+    if not found:
+        raise ValueError("must be 'pbkdf2_sha256$<iterations>$<salt>$<hash>' "
+                         "(make one with: radroute web --hash-password)")
+    if int(found.group(1)) < MIN_PBKDF2_ITERATIONS:
+        raise ValueError(f"needs at least {MIN_PBKDF2_ITERATIONS} PBKDF2 iterations")
+    return value
+
+
+class WebUser(ConfigModel):
+    """A ``[[web.users]]`` entry: who may sign in to the web page."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    password_hash: Annotated[str, AfterValidator(_password_hash)]
+
+
+class WebConfig(ConfigModel):
+    """``[web]``: the status and review page beside the router (``radroute web``). With this
+    section the router keeps a review queue (its instances keep their spool files)."""
+
+    #: sent as ``Authorization: Bearer <token>``
+    token: Annotated[str, Field(min_length=16)] | None = None
+    users: Annotated[tuple[WebUser, ...], Strict(False)] = ()
+    host: str = "127.0.0.1"
+    port: ListenPort = 8080
+    session_hours: PositiveFloat = 12.0
+    thumbnail_size: Annotated[int, Field(ge=32, le=1024)] = 256
+
+    @model_validator(mode="after")
+    def _credentials(self) -> WebConfig:
+        if not self.token and not self.users:
+            raise ValueError('needs token = "..." or [[web.users]] entries (name, password_hash): '
+                             "the web page never runs without credentials")
+        names = [u.name for u in self.users]
+        if len(set(names)) != len(names):
+            raise ValueError("a user name is listed twice")
+        return self
+
+
 # ---- the whole file ------------------------------------------------------------------------------
 class RouterSettings(ConfigModel):
     """``[router]``: the spool and how decisions are made and kept."""
@@ -281,6 +329,8 @@ class RouterSettings(ConfigModel):
     resend_duplicates: bool = False
     keep_delivered: bool = False
     journal_keep_days: PositiveFloat = 30.0
+    #: a review settled on the web page is decided again with the corrected labels and delivered
+    route_after_review: bool = False
 
 
 class _Sections(ConfigModel):
@@ -288,6 +338,7 @@ class _Sections(ConfigModel):
     watch: WatchConfig | None = None
     classifier: ClassifierConfig = ClassifierConfig()
     tag_correction: TagCorrectionConfig | None = None
+    web: WebConfig | None = None
 
 
 class RouterConfig(RouterSettings, _Sections):
@@ -306,6 +357,11 @@ class RouterConfig(RouterSettings, _Sections):
                 or self.results_destination is not None
                 or any(d.send_results is not None or (d.needs_prediction and d.type == "folder")
                        for d in self.destinations.values()))
+
+    @property
+    def review_queue(self) -> bool:
+        """Whether uncertain instances wait in the review queue (``[web]`` and a model that runs)."""
+        return self.web is not None and self.needs_prediction
 
     @property
     def tag_keywords(self) -> set[str]:
@@ -390,4 +446,4 @@ def load_config(path: str | Path) -> RouterConfig:
 __all__ = ["AETitle", "AnyDestinationConfig", "ClassifierConfig", "DestinationConfig",
            "DicomDestinationConfig", "FolderDestinationConfig", "ListenPort", "Port", "RouterConfig",
            "RouterSettings", "Rule", "ScpConfig", "StowDestinationConfig", "TagCorrectionConfig",
-           "WatchConfig", "load_config", "parse_config"]
+           "WatchConfig", "WebConfig", "WebUser", "load_config", "parse_config"]

@@ -47,7 +47,8 @@ def plan(cfg: RouterConfig, paths: list[Path], classifier: Classifier | None = N
     """One row per file: its rule, destinations, targets, prediction summary, tag disagreement
     and error (every field present, ``null`` when unknown)."""
     if cfg.needs_prediction and classifier is None:
-        classifier = load_classifier(cfg.classifier.model, cfg.classifier.backend, cfg.classifier.threads)
+        classifier = load_classifier(cfg.classifier.model, cfg.classifier.backend, cfg.classifier.threads,
+                                     cfg.classifier.threshold)
     if classifier is not None:
         check_model_against_rules(cfg, classifier)
     files = [_File(p) for p in paths]

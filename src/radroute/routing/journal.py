@@ -7,6 +7,11 @@ many failures; ``sending`` rows found after a crash become ``uncertain`` until t
 has been asked whether it holds them. The primary key is the deduplication: a destination
 gets each SOP instance once, and a duplicate received after delivery is not sent again
 (unless ``resend_duplicates``).
+
+The review queue (a router with ``[web]``): an instance whose prediction abstained or disagrees
+with its tags gets a ``reviews`` row (``pending`` -> ``settled``) in the transaction that records
+its decision. Reviewed instances keep their spool file (the labelled examples of
+``/api/labels.csv``) whatever ``keep_delivered`` says, and are never pruned.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from radroute.errors import InvalidConfigError
 from radroute.inference.record import Prediction
 
 #: ``PRAGMA user_version`` of the schema below; a journal written by a newer radroute is refused
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -65,7 +70,24 @@ CREATE TABLE IF NOT EXISTS events (
     sop_instance_uid TEXT,
     message TEXT
 );
+CREATE INDEX IF NOT EXISTS deliveries_sent ON deliveries(sent_at);
+CREATE TABLE IF NOT EXISTS reviews (
+    instance_id INTEGER PRIMARY KEY,
+    reason TEXT NOT NULL,
+    prediction TEXT NOT NULL,
+    state TEXT NOT NULL,
+    verdict TEXT,
+    labels TEXT,
+    settled_by TEXT,
+    settled_at REAL,
+    queued_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_state ON reviews(state, reason);
 """
+#: why an instance waits for review
+REVIEW_REASONS = ("abstained", "disagreement")
+#: how a review was settled
+VERDICTS = ("accepted", "corrected", "not_medical")
 
 
 @dataclass
@@ -91,6 +113,64 @@ class DeliveryRow:
     tags: dict
     prediction: Prediction | None
     rule: str | None
+
+
+@dataclass
+class ReviewRow:
+    """An instance in the review queue (``id`` is the instance's id) and how it was settled."""
+
+    id: int
+    sop_instance_uid: str
+    series_instance_uid: str | None
+    spool_path: str
+    tags: dict
+    patient_hash: str | None
+    reason: str
+    #: the model's record when the instance was first decided
+    prediction: Prediction
+    disagreement: dict | None
+    state: str                      # pending | settled
+    verdict: str | None             # accepted | corrected | not_medical
+    labels: dict[str, str] | None
+    settled_by: str | None
+    settled_at: float | None
+    queued_at: float
+    #: the instance's current rule (the rule it was routed by again after review)
+    rule: str | None
+
+
+class ReviewNotFound(KeyError):
+    """No review queue entry with that id."""
+
+
+class ReviewSettled(Exception):
+    """The review was settled already (by someone else); ``row`` is how."""
+
+    def __init__(self, row: ReviewRow):
+        super().__init__(f"review {row.id} was settled already")
+        self.row = row
+
+
+def review_reason(prediction: Prediction | None, disagreement: dict | None) -> str | None:
+    """``abstained`` (the model answered, unsure), ``disagreement`` (confident, but the tags say
+    otherwise) or ``None``. Failed classifications are not reviewed: there is nothing to judge."""
+    if prediction is None or not prediction.ok:
+        return None
+    if prediction.abstained:
+        return "abstained"
+    return "disagreement" if disagreement else None
+
+
+_REVIEW_SELECT = (
+    "SELECT r.instance_id, i.sop_instance_uid, i.series_instance_uid, i.spool_path, i.tags,"
+    " i.patient_hash, r.reason, r.prediction, i.disagreement, r.state, r.verdict, r.labels,"
+    " r.settled_by, r.settled_at, r.queued_at, i.rule FROM reviews r JOIN instances i ON i.id = r.instance_id")
+
+
+def _review(r: tuple) -> ReviewRow:
+    return ReviewRow(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6], _prediction(r[7]),
+                     json.loads(r[8]) if r[8] else None, r[9], r[10],
+                     json.loads(r[11]) if r[11] else None, r[12], r[13], r[14], r[15])
 
 
 def _prediction(text: str | None) -> Prediction | None:
@@ -128,8 +208,11 @@ class Journal:
             raise InvalidConfigError(f"the journal has schema version {version}; this radroute "
                                      f"reads up to {SCHEMA_VERSION} (a newer radroute wrote it)", self.path)
         if not readonly:
-            self.db.executescript(SCHEMA)  # the tables of version 1, also in an unversioned journal
+            self.db.executescript(SCHEMA)  # creates what an older (or unversioned) journal lacks
             self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        #: a version-1 journal read before its router upgraded it has no review queue
+        self.has_reviews = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='reviews'").fetchone() is not None
 
     def close(self) -> None:
         with self.lock:
@@ -168,13 +251,15 @@ class Journal:
 
     # ---- deciding ----------------------------------------------------------------------------
     def record_decisions(self, items: list[tuple[int, str, Prediction | None, str, list[str], dict | None]],
-                         resend_duplicates: bool = False, made: Sequence = ()) -> tuple[int, list[str]]:
+                         resend_duplicates: bool = False, made: Sequence = (),
+                         review_queue: bool = False) -> tuple[int, list[str]]:
         """Store decisions and queue deliveries in one transaction.
 
         ``items``: (instance id, SOPInstanceUID, prediction, rule name, destinations,
         disagreement). ``made``: instances the router made and spooled (result SRs, with
         ``spool_path``, ``tags``, ``source``, ``patient_hash``, ``rule``, ``destinations``),
-        added already decided. Returns (deliveries queued, spool paths of instances already
+        added already decided. With ``review_queue``, instances with a :func:`review_reason`
+        join the review queue. Returns (deliveries queued, spool paths of instances already
         complete).
         """
         now = time.time()
@@ -192,41 +277,59 @@ class Journal:
                     (_json(prediction), rule,
                      json.dumps(disagreement) if disagreement else None, now, inst_id))
                 touched.add(inst_id)
-                for dest in destinations:
-                    old = db.execute("SELECT instance_id, state FROM deliveries WHERE"
-                                     " sop_instance_uid=? AND destination=?", (uid, dest)).fetchone()
-                    if old is None:
-                        db.execute("INSERT INTO deliveries (sop_instance_uid, destination,"
-                                   " instance_id, state, next_attempt_at, queued_at)"
-                                   " VALUES (?,?,?,'queued',?,?)", (uid, dest, inst_id, now, now))
-                        queued += 1
-                        continue
-                    old_id, state = old
-                    if state in ("queued", "dead") or (state == "sent" and resend_duplicates):
-                        db.execute("UPDATE deliveries SET instance_id=?, state='queued', attempts=0,"
-                                   " next_attempt_at=?, last_error=NULL WHERE sop_instance_uid=?"
-                                   " AND destination=?", (inst_id, now, uid, dest))
-                        touched.add(old_id)
-                        queued += 1
-                    else:  # sent (or in flight): this destination already has the instance
-                        db.execute("INSERT INTO events (at, kind, destination, sop_instance_uid,"
-                                   " message) VALUES (?,?,?,?,?)",
-                                   (now, "duplicate", dest, uid, f"already {state}; not sent again"))
+                reason = review_reason(prediction, disagreement) if review_queue else None
+                if reason:
+                    db.execute("INSERT OR IGNORE INTO reviews (instance_id, reason, prediction, state,"
+                               " queued_at) VALUES (?,?,?,'pending',?)",
+                               (inst_id, reason, _json(prediction), now))
+                queued += self._queue_deliveries(db, inst_id, uid, destinations, now,
+                                                 resend_duplicates, touched)
             done = self._finish(db, touched)
         return queued, done
 
     @staticmethod
+    def _queue_deliveries(db: sqlite3.Connection, inst_id: int, uid: str, destinations: list[str],
+                          now: float, resend_duplicates: bool, touched: set[int]) -> int:
+        """Queue ``uid`` for each destination that does not have it yet; returns how many.
+        Instances whose queued delivery this one takes over are added to ``touched``."""
+        queued = 0
+        for dest in destinations:
+            old = db.execute("SELECT instance_id, state FROM deliveries WHERE"
+                             " sop_instance_uid=? AND destination=?", (uid, dest)).fetchone()
+            if old is None:
+                db.execute("INSERT INTO deliveries (sop_instance_uid, destination,"
+                           " instance_id, state, next_attempt_at, queued_at)"
+                           " VALUES (?,?,?,'queued',?,?)", (uid, dest, inst_id, now, now))
+                queued += 1
+                continue
+            old_id, state = old
+            if state in ("queued", "dead") or (state == "sent" and resend_duplicates):
+                db.execute("UPDATE deliveries SET instance_id=?, state='queued', attempts=0,"
+                           " next_attempt_at=?, last_error=NULL WHERE sop_instance_uid=?"
+                           " AND destination=?", (inst_id, now, uid, dest))
+                touched.add(old_id)
+                queued += 1
+            else:  # sent (or in flight): this destination already has the instance
+                db.execute("INSERT INTO events (at, kind, destination, sop_instance_uid,"
+                           " message) VALUES (?,?,?,?,?)",
+                           (now, "duplicate", dest, uid, f"already {state}; not sent again"))
+        return queued
+
+    @staticmethod
     def _finish(db: sqlite3.Connection, ids: set[int]) -> list[str]:
-        """Mark instances with nothing left to deliver ``done``; return their spool paths."""
+        """Mark instances with nothing left to deliver ``done``; return the spool paths that can
+        go (not those of reviewed instances: they are labelled examples, or still to be judged)."""
         paths = []
         for inst_id in ids:
             row = db.execute(
-                "SELECT spool_path FROM instances WHERE id=? AND state='classified' AND NOT EXISTS"
+                "SELECT spool_path, EXISTS (SELECT 1 FROM reviews WHERE instance_id=?) FROM instances"
+                " WHERE id=? AND state='classified' AND NOT EXISTS"
                 " (SELECT 1 FROM deliveries WHERE instance_id=? AND state != 'sent')",
-                (inst_id, inst_id)).fetchone()
+                (inst_id, inst_id, inst_id)).fetchone()
             if row:
                 db.execute("UPDATE instances SET state='done' WHERE id=?", (inst_id,))
-                paths.append(row[0])
+                if not row[1]:
+                    paths.append(row[0])
         return paths
 
     # ---- delivering --------------------------------------------------------------------------
@@ -312,7 +415,8 @@ class Journal:
             n = db.execute("DELETE FROM deliveries WHERE state='sent' AND sent_at < ? AND instance_id IN"
                            " (SELECT id FROM instances WHERE state='done')", (cutoff,)).rowcount
             db.execute("DELETE FROM instances WHERE state='done' AND received_at < ? AND NOT EXISTS"
-                       " (SELECT 1 FROM deliveries WHERE instance_id = instances.id)", (cutoff,))
+                       " (SELECT 1 FROM deliveries WHERE instance_id = instances.id) AND NOT EXISTS"
+                       " (SELECT 1 FROM reviews WHERE instance_id = instances.id)", (cutoff,))
             db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
         return n
 
@@ -339,8 +443,125 @@ class Journal:
                 for at, kind, dest, uid, msg in self.db.execute(
                     "SELECT at, kind, destination, sop_instance_uid, message FROM events"
                     " WHERE kind != 'duplicate' ORDER BY id DESC LIMIT ?", (recent,))]
+            review = (dict(self.db.execute("SELECT state, COUNT(*) FROM reviews GROUP BY state"))
+                      if self.has_reviews else {})
         return {"instances": inst, "deliveries": dests, "disagreements": disagreements,
-                "recent_errors": errors}
+                "recent_errors": errors, "review": review}
+
+    def delivery_rate(self, minutes: int = 15, now: float | None = None) -> dict[str, list[int]]:
+        """Deliveries sent per minute over the last ``minutes``, per destination (oldest first)."""
+        now = time.time() if now is None else now
+        start = now - 60 * minutes
+        out: dict[str, list[int]] = {}
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT destination, CAST((sent_at - ?) / 60 AS INTEGER) AS minute, COUNT(*)"
+                " FROM deliveries WHERE sent_at >= ? AND state='sent' GROUP BY destination, minute",
+                (start, start)).fetchall()
+        for dest, minute, n in rows:
+            out.setdefault(dest, [0] * minutes)[min(int(minute), minutes - 1)] += n
+        return out
+
+    def dead_letters(self, limit: int = 20) -> list[dict]:
+        """The latest dead-lettered deliveries: UID, destination, attempts, error, when."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT sop_instance_uid, destination, attempts, last_error, next_attempt_at"
+                " FROM deliveries WHERE state='dead' ORDER BY next_attempt_at DESC LIMIT ?",
+                (limit,)).fetchall()
+        return [{"sop_instance_uid": u, "destination": d, "attempts": a, "last_error": e, "at": at}
+                for u, d, a, e, at in rows]
+
+    def destination_health(self) -> dict[str, dict]:
+        """Per destination that ever went down: ``{"up", "since", "message"}`` from its last
+        ``destination_down`` / ``destination_up`` event."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT destination, kind, at, message FROM events WHERE id IN (SELECT MAX(id) FROM"
+                " events WHERE kind IN ('destination_down', 'destination_up') GROUP BY destination)"
+            ).fetchall()
+        return {d: {"up": kind == "destination_up", "since": at, "message": msg}
+                for d, kind, at, msg in rows}
+
+    def last_activity(self) -> float | None:
+        """When the router last received, sent or logged anything."""
+        with self.lock:
+            times = self.db.execute(
+                "SELECT (SELECT received_at FROM instances ORDER BY id DESC LIMIT 1),"
+                " (SELECT MAX(sent_at) FROM deliveries), (SELECT MAX(at) FROM events)").fetchone()
+        return max((t for t in times if t is not None), default=None)
+
+    # ---- the review queue --------------------------------------------------------------------
+    def review_items(self, state: str | None = "pending", reason: str | None = None,
+                     limit: int = 100, offset: int = 0) -> list[ReviewRow]:
+        """Review queue entries, oldest first (``state``/``reason`` ``None``: any)."""
+        if not self.has_reviews:
+            return []
+        where, args = [], []
+        for column, value in (("r.state", state), ("r.reason", reason)):
+            if value is not None:
+                where.append(f"{column}=?")
+                args.append(value)
+        sql = _REVIEW_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        with self.lock:
+            rows = self.db.execute(sql + " ORDER BY r.instance_id LIMIT ? OFFSET ?",
+                                   (*args, limit, offset)).fetchall()
+        return [_review(r) for r in rows]
+
+    def review(self, instance_id: int) -> ReviewRow | None:
+        if not self.has_reviews:
+            return None
+        with self.lock:
+            row = self.db.execute(_REVIEW_SELECT + " WHERE r.instance_id=?", (instance_id,)).fetchone()
+        return _review(row) if row else None
+
+    def settle_review(self, instance_id: int, verdict: str, labels: dict[str, str] | None, by: str,
+                      reroute: tuple[Prediction, str, list[str]] | None = None,
+                      resend_duplicates: bool = False) -> tuple[ReviewRow, int]:
+        """Settle a pending review in one durable transaction; the first to settle it wins.
+
+        ``reroute`` (corrected prediction, rule, destinations): the instance takes the corrected
+        record and rule, and is queued for those destinations (those that have it already are
+        skipped, as for a duplicate). Returns (the settled row, deliveries queued). Raises
+        :class:`ReviewNotFound`, or :class:`ReviewSettled` when it was settled before.
+        """
+        if verdict not in VERDICTS:
+            raise ValueError(f"unknown verdict {verdict!r}")
+        now = time.time()
+        queued = 0
+        with self._tx() as db:  # BEGIN IMMEDIATE: no other writer between the check and the update
+            found = db.execute("SELECT state FROM reviews WHERE instance_id=?", (instance_id,)).fetchone()
+            if found is None:
+                raise ReviewNotFound(instance_id)
+            if found[0] != "pending":
+                raise ReviewSettled(_review(db.execute(_REVIEW_SELECT + " WHERE r.instance_id=?",
+                                                       (instance_id,)).fetchone()))
+            db.execute("UPDATE reviews SET state='settled', verdict=?, labels=?, settled_by=?,"
+                       " settled_at=? WHERE instance_id=?",
+                       (verdict, json.dumps(labels) if labels is not None else None, by, now, instance_id))
+            if reroute is not None:
+                prediction, rule, destinations = reroute
+                uid = db.execute("SELECT sop_instance_uid FROM instances WHERE id=?",
+                                 (instance_id,)).fetchone()[0]
+                db.execute("UPDATE instances SET state='classified', prediction=?, rule=?, decided_at=?"
+                           " WHERE id=?", (_json(prediction), rule, now, instance_id))
+                touched = {instance_id}
+                queued = self._queue_deliveries(db, instance_id, uid, destinations, now,
+                                                resend_duplicates, touched)
+                self._finish(db, touched)
+            row = _review(db.execute(_REVIEW_SELECT + " WHERE r.instance_id=?", (instance_id,)).fetchone())
+        return row, queued
+
+    def labelled(self) -> list[tuple[str, str | None, dict[str, str]]]:
+        """(spool path, patient hash, labels) of every settled review but "not medical" ones."""
+        if not self.has_reviews:
+            return []
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT i.spool_path, i.patient_hash, r.labels FROM reviews r JOIN instances i"
+                " ON i.id = r.instance_id WHERE r.state='settled' AND r.verdict != 'not_medical'"
+                " ORDER BY r.settled_at, r.instance_id").fetchall()
+        return [(p, h, json.loads(labels)) for p, h, labels in rows]
 
     def deliveries_of(self, sop_instance_uid: str) -> dict[str, str]:
         with self.lock:

@@ -102,7 +102,7 @@ class RouterService:
         if cfg.needs_prediction:
             if self.classifier is None:
                 self.classifier = load_classifier(cfg.classifier.model, cfg.classifier.backend,
-                                                  cfg.classifier.threads)
+                                                  cfg.classifier.threads, cfg.classifier.threshold)
             check_model_against_rules(cfg, self.classifier)
             self.batcher = MicroBatcher(self.classifier, cfg.classifier.batch_size,
                                         cfg.classifier.max_wait_ms, on_results=self._on_classified)
@@ -340,7 +340,8 @@ class RouterService:
             for inst, pred, d in items:
                 entries.append((inst.id, inst.sop_instance_uid, pred, d.rule, list(d.destinations),
                                 disagreement(inst.tags, pred)))
-            _, finished = self.journal.record_decisions(entries, self.cfg.resend_duplicates, made)
+            _, finished = self.journal.record_decisions(entries, self.cfg.resend_duplicates, made,
+                                                        review_queue=self.cfg.review_queue)
         if not self.cfg.keep_delivered:
             for path in finished:
                 self.spool.remove(path)
